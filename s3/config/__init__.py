@@ -1,0 +1,88 @@
+"""Typed configuration schemas, registered with Hydra's ConfigStore.
+
+YAML files under ``configs/`` pick values; the dataclasses here define which keys exist, their
+types and their valid ranges. ``to_model_config`` turns a composed ``cfg.model`` node into a
+validated :class:`ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from s3.config.model import BackboneConfig, EncoderConfig, ModelConfig, QueryConfig
+from s3.config.validation import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+__all__ = [
+    "BackboneConfig",
+    "CONFIG_DIR",
+    "ConfigError",
+    "EncoderConfig",
+    "ModelConfig",
+    "QueryConfig",
+    "compose",
+    "load_model_config",
+    "register_configs",
+    "to_model_config",
+]
+
+
+def register_configs() -> None:
+    """Register the schemas so that YAML files can name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+
+
+def to_model_config(node: DictConfig | dict[str, Any]) -> ModelConfig:
+    """Merge a composed ``model`` node onto the schema and build the validated dataclass.
+
+    Unknown keys and wrongly typed values raise ``ConfigError`` naming the key.
+    """
+    _reject_unknown_keys(node, ModelConfig, "model")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), node)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except ConfigError:
+        raise
+    except Exception as err:  # omegaconf's ValidationError / ConfigKeyError carry the key path
+        raise ConfigError(f"model config: {err}".splitlines()[0]) from err
+
+
+def _reject_unknown_keys(node: Any, schema: type, key: str) -> None:
+    """Raise ConfigError for a key that the dataclass ``schema`` does not define (recursively)."""
+    known = {f.name: f for f in dataclasses.fields(schema)}
+    for name in node.keys():
+        if name not in known:
+            raise ConfigError(f"{key}.{name}: unknown key (valid keys: {sorted(known)})")
+        sub_schema = _NESTED_SCHEMAS.get(str(known[name].type))  # annotations are strings here
+        if sub_schema is not None and isinstance(node[name], (dict, DictConfig)):
+            _reject_unknown_keys(node[name], sub_schema, f"{key}.{name}")
+
+
+_NESTED_SCHEMAS: dict[str, type] = {
+    "BackboneConfig": BackboneConfig,
+    "EncoderConfig": EncoderConfig,
+    "QueryConfig": QueryConfig,
+}
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose a top-level config from ``configs/`` (for tests and notebooks; scripts use @hydra.main)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def load_model_config(name: str = "s3_vitb", overrides: Sequence[str] = ()) -> ModelConfig:
+    """The validated model config ``configs/model/<name>.yaml`` with ``model.*`` overrides applied."""
+    cfg = compose("model_summary", [f"model={name}", *overrides])
+    return to_model_config(cfg.model)
