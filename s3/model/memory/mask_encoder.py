@@ -1,0 +1,139 @@
+"""Mask encoder: turns an image and per-object masks into mask values (and updates the sensory state)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.models import resnet18
+
+from s3.model.layers import GroupFeatureFusionBlock
+from s3.model.memory.sensory import SensoryDeepUpdater
+
+IN_CHANNELS = 5  # RGB, the object's mask, the union of the other objects' masks
+TRUNK_OUT_DIM = 256  # channels of ResNet-18 layer3
+TRUNK_MODULES = ("conv1", "bn1", "layer1", "layer2", "layer3")
+
+
+class MaskEncoder(nn.Module):
+    """ResNet-18 trunk (layers 1-3) on [RGB, mask, others] per object, fused with the pixel features.
+
+    conv1 (5 -> 64, 7x7 s2) -> bn1 -> maxpool -> ReLU -> layer1 -> layer2 -> layer3 gives a stride-16,
+    256-channel map per object; ``fuser`` (GroupFeatureFusionBlock) mixes in ``pix_feat`` to give the
+    mask value; ``sensory_update`` (SensoryDeepUpdater, only with ``deep_update``) refreshes the
+    sensory state from it. The BatchNorms always stay in eval mode (frozen statistics); their affine
+    parameters and all convs remain trainable.
+    """
+
+    def __init__(self, pixel_dim: int, value_dim: int, sensory_dim: int, deep_update: bool = True) -> None:
+        super().__init__()
+        trunk = resnet18(weights=None)
+        self.conv1 = nn.Conv2d(IN_CHANNELS, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.bn1 = trunk.bn1
+        self.maxpool = trunk.maxpool
+        self.layer1 = trunk.layer1
+        self.layer2 = trunk.layer2
+        self.layer3 = trunk.layer3
+        self.fuser = GroupFeatureFusionBlock(pixel_dim, TRUNK_OUT_DIM, value_dim)
+        self.sensory_update = SensoryDeepUpdater(value_dim, sensory_dim) if deep_update else None
+        self._freeze_batch_norms()
+
+    def _freeze_batch_norms(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+
+    def train(self, mode: bool = True) -> MaskEncoder:
+        """Switch the mode as usual, except that the BatchNorms stay in eval mode."""
+        super().train(mode)
+        self._freeze_batch_norms()
+        return self
+
+    def _encode_objects(self, image: Tensor, pix_feat: Tensor, masks: Tensor, others: Tensor) -> Tensor:
+        """image (B, 3, H, W); masks, others (B, n, H, W) -> value (B, n, CV, h, w)."""
+        b, n = masks.shape[:2]
+        x = torch.cat(
+            [image.unsqueeze(1).expand(-1, n, -1, -1, -1), masks.unsqueeze(2), others.unsqueeze(2)], dim=2
+        ).flatten(0, 1)
+        x = F.relu(self.maxpool(self.bn1(self.conv1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fuser(pix_feat, x.view(b, n, *x.shape[1:]))
+
+    def forward(
+        self,
+        image: Tensor,
+        pix_feat: Tensor,
+        sensory: Tensor,
+        masks: Tensor,
+        others: Tensor,
+        deep_update: bool = True,
+        chunk_size: int = -1,
+    ) -> tuple[Tensor, Tensor]:
+        """image: (B, 3, H, W) normalised; pix_feat: (B, C, h, w); sensory: (B, N, S, h, w);
+        masks, others: (B, N, H, W) soft masks -> value (B, N, CV, h, w), sensory (B, N, S, h, w)
+        (returned unchanged without ``deep_update``). ``chunk_size`` objects are encoded at a time
+        (< 1: all at once); the result does not depend on it.
+        """
+        if deep_update and self.sensory_update is None:
+            raise ValueError("MaskEncoder: deep_update requested but the encoder was built with deep_update=False")
+        num_objects = masks.shape[1]
+        step = num_objects if chunk_size < 1 else chunk_size
+        values, sensories = [], []
+        for start in range(0, num_objects, step):
+            chunk = slice(start, start + step)
+            value = self._encode_objects(image, pix_feat, masks[:, chunk], others[:, chunk])
+            values.append(value)
+            if deep_update:
+                sensories.append(self.sensory_update(value, sensory[:, chunk]))
+        new_sensory = torch.cat(sensories, dim=1) if deep_update else sensory
+        return torch.cat(values, dim=1), new_sensory
+
+    def load_resnet18_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Load a torchvision ResNet-18 state dict into the trunk (conv1, bn1, layer1-3).
+
+        Other keys (layer4, fc) are ignored; a missing ``num_batches_tracked`` keeps the current one.
+        A conv1 with fewer input channels (3 in torchvision) is widened to 5: its filters are copied
+        and the extra input channels are orthogonally initialised. Raises ValueError naming the first missing keys and
+        shape mismatches.
+        """
+        missing: list[str] = []
+        mismatched: list[str] = []
+        loaded: dict[str, dict[str, Tensor]] = {}
+        for module_name in TRUNK_MODULES:
+            module_state = {}
+            for key, current in getattr(self, module_name).state_dict().items():
+                full_key = f"{module_name}.{key}"
+                if full_key not in state_dict:
+                    if key.endswith("num_batches_tracked"):
+                        module_state[key] = current
+                    else:
+                        missing.append(full_key)
+                    continue
+                tensor = state_dict[full_key]
+                if full_key == "conv1.weight":
+                    tensor = _widen_input_channels(tensor, current.shape[1])
+                if tensor.shape != current.shape:
+                    mismatched.append(f"{full_key}: {tuple(tensor.shape)} vs expected {tuple(current.shape)}")
+                    continue
+                module_state[key] = tensor
+            loaded[module_name] = module_state
+        if missing or mismatched:
+            raise ValueError(
+                "load_resnet18_state_dict: not a compatible ResNet-18 state dict; "
+                f"{len(missing)} missing keys {missing[:5]}, {len(mismatched)} shape mismatches {mismatched[:5]}"
+            )
+        for module_name, module_state in loaded.items():
+            getattr(self, module_name).load_state_dict(module_state)
+
+
+def _widen_input_channels(weight: Tensor, in_channels: int) -> Tensor:
+    """(out, c, kh, kw) with c < in_channels -> (out, in_channels, kh, kw), extra channels orthogonal."""
+    if weight.ndim != 4 or weight.shape[1] >= in_channels:
+        return weight
+    extra = torch.empty(weight.shape[0], in_channels - weight.shape[1], *weight.shape[2:])
+    nn.init.orthogonal_(extra)
+    return torch.cat([weight, extra.to(weight)], dim=1)

@@ -1,0 +1,155 @@
+"""The assembled network: shapes for every per-frame operation, padding, and a 3-frame
+training-style forward/backward (frozen ViT without gradients or graph, every trainable
+parameter with a gradient)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s3.config import load_model_config
+from s3.model.layers import pad_to_multiple, unpad
+from s3.model.network import S3Network
+
+
+@pytest.fixture(scope="module")
+def tiny() -> S3Network:
+    torch.manual_seed(0)
+    return S3Network(load_model_config("s3_tiny"))
+
+
+def random_masks(b: int, n: int, h: int, w: int) -> torch.Tensor:
+    """Disjoint soft-ish masks: a random label map turned one-hot, background excluded."""
+    labels = torch.randint(0, n + 1, (b, h, w))
+    return torch.stack([(labels == k + 1).float() for k in range(n)], dim=1)
+
+
+def test_every_operation_has_the_documented_shapes(tiny: S3Network) -> None:
+    cfg = tiny.cfg
+    b, n, H, W = 1, 2, 64, 96
+    h, w = H // 16, W // 16
+    image = torch.rand(b, 3, H, W)
+    masks = random_masks(b, n, H, W)
+    tiny.eval()
+    with torch.no_grad():
+        f = tiny.encode_image(image)
+        assert f.f16.shape[-2:] == (h, w) and f.f8.shape[-2:] == (H // 8, W // 8) and f.f4.shape[-2:] == (H // 4, W // 4)
+        assert f.pix_feat.shape == (b, cfg.pixel_dim, h, w)
+        key, shrinkage, selection = tiny.transform_key(f.f16)
+        assert key.shape == selection.shape == (b, cfg.key_dim, h, w) and shrinkage.shape == (b, 1, h, w)
+        assert shrinkage.min() >= 1 and 0 <= selection.min() and selection.max() <= 1
+        sensory = tiny.zero_sensory(f, n)
+        value, sensory, summaries = tiny.encode_mask(image, f.pix_feat, sensory, masks)
+        assert value.shape == (b, n, cfg.value_dim, h, w)
+        assert sensory.shape == (b, n, cfg.sensory_dim, h, w)
+        assert summaries.shape == (b, n, cfg.query.num_queries, cfg.embed_dim + 1)
+        readout, usage = tiny.read_pixel_memory(key, selection, key.flatten(2), shrinkage.flatten(2), value.flatten(3), top_k=5)
+        assert readout.shape == (b, n, cfg.value_dim, h, w) and usage.shape == (b, h * w)
+        pixel = tiny.fuse_pixel_readout(f.pix_feat, readout, sensory, masks)
+        assert pixel.shape == (b, n, cfg.embed_dim, h, w)
+        pixel, aux = tiny.read_object_queries(pixel, summaries.unsqueeze(2), need_aux=True)
+        assert pixel.shape == (b, n, cfg.embed_dim, h, w)
+        assert len(aux["logits"]) == cfg.query.num_blocks + 1
+        aux_out = tiny.compute_aux(f.pix_feat, sensory, aux)
+        assert aux_out["sensory_logits"].shape == (b, n + 1, h, w)
+        assert aux_out["query_logits"].shape == (b, n + 1, cfg.query.num_blocks + 1, h, w)
+        new_sensory, logits, prob = tiny.segment(f, pixel, sensory)
+        assert new_sensory.shape == sensory.shape and not torch.equal(new_sensory, sensory)
+        assert logits.shape == prob.shape == (b, n + 1, H, W)
+        torch.testing.assert_close(prob.sum(1), torch.ones(b, H, W))
+
+
+def test_selector_removes_padded_objects(tiny: S3Network) -> None:
+    image = torch.rand(1, 3, 64, 64)
+    tiny.eval()
+    with torch.no_grad():
+        f = tiny.encode_image(image)
+        pixel = torch.randn(1, 3, tiny.cfg.embed_dim, 4, 4)
+        sensory = tiny.zero_sensory(f, 3)
+        _, _, prob = tiny.segment(f, pixel, sensory, selector=torch.tensor([[1.0, 1.0, 0.0]]))
+    assert prob[:, 3].max() < 1e-5  # the padded third object gets (almost) nothing
+
+
+def test_odd_sizes_are_padded_then_cropped_back(tiny: S3Network) -> None:
+    image = torch.rand(1, 3, 70, 100)
+    padded, pads = pad_to_multiple(image, tiny.cfg.pad_multiple)
+    assert padded.shape[-2:] == (96, 128)
+    assert torch.equal(unpad(padded, pads), image)
+    tiny.eval()
+    with torch.no_grad():
+        f = tiny.encode_image(padded)
+        sensory = tiny.zero_sensory(f, 2)
+        pixel = torch.randn(1, 2, tiny.cfg.embed_dim, *f.pix_feat.shape[-2:])
+        _, _, prob = tiny.segment(f, pixel, sensory)
+    assert unpad(prob, pads).shape == (1, 3, 70, 100)
+    with pytest.raises(ValueError, match="not a multiple of model.pad_multiple=32; pad it"):
+        tiny.encode_image(image)
+
+
+def training_clip_loss(net: S3Network, frames: torch.Tensor, first_masks: torch.Tensor) -> torch.Tensor:
+    """A 3-frame recurrent forward as in training: memorise frame 0 with the given masks, then
+    segment frames 1.. from all earlier frames (full softmax), memorising each prediction."""
+    b, t = frames.shape[:2]
+    n = first_masks.shape[1]
+    flat = frames.flatten(0, 1)
+    f = net.encode_image(flat)
+    key, shrinkage, selection = net.transform_key(f.f16)
+
+    def at(x: torch.Tensor, i: int) -> torch.Tensor:
+        return x.view(b, t, *x.shape[1:])[:, i]
+
+    def features_at(i: int):
+        return type(f)(f16=at(f.f16, i), f8=at(f.f8, i), f4=at(f.f4, i), pix_feat=at(f.pix_feat, i))
+
+    f0 = features_at(0)
+    sensory = net.zero_sensory(f0, n)
+    value, sensory, summaries = net.encode_mask(frames[:, 0], f0.pix_feat, sensory, first_masks)
+    values, keys, shrinks, objs = [value], [at(key, 0)], [at(shrinkage, 0)], [summaries]
+    last_mask = first_masks
+    loss = torch.zeros(())
+    for i in range(1, t):
+        fi = features_at(i)
+        readout, _ = net.read_pixel_memory(
+            at(key, i),
+            at(selection, i),
+            torch.stack(keys, 2).flatten(2),
+            torch.stack(shrinks, 2).flatten(2),
+            torch.stack(values, 4).flatten(3),
+        )
+        pixel = net.fuse_pixel_readout(fi.pix_feat, readout, sensory, last_mask)
+        pixel, aux = net.read_object_queries(pixel, torch.stack(objs, 2), need_aux=True)
+        aux_out = net.compute_aux(fi.pix_feat, sensory, aux)
+        sensory, logits, prob = net.segment(fi, pixel, sensory)
+        loss = loss + logits.square().mean() + aux_out["sensory_logits"].mean() + aux_out["query_logits"].mean()
+        last_mask = prob[:, 1:]
+        if i < t - 1:
+            value, sensory, summaries = net.encode_mask(frames[:, i], fi.pix_feat, sensory, last_mask)
+            values.append(value)
+            keys.append(at(key, i))
+            shrinks.append(at(shrinkage, i))
+            objs.append(summaries)
+    return loss
+
+
+def test_three_frame_training_forward_backward() -> None:
+    torch.manual_seed(0)
+    net = S3Network(load_model_config("s3_tiny"))
+    with torch.no_grad():  # zero-initialised projections (deformable offsets/weights) would block gradients
+        for p in net.parameters():
+            if p.requires_grad and not p.any():
+                p.normal_(0, 0.02)
+    net.train()
+    vit = net.pixel_encoder.vit
+    saved_vit_outputs = []
+    vit.register_forward_hook(lambda m, i, o: saved_vit_outputs.append(o))
+    for block in vit.blocks:
+        block.register_forward_hook(lambda m, i, o: saved_vit_outputs.append(o))
+    frames = torch.rand(2, 3, 3, 64, 64)
+    masks = random_masks(2, 2, 64, 64)
+    loss = training_clip_loss(net, frames, masks)
+    loss.backward()
+    assert not vit.training
+    assert saved_vit_outputs and all(o.grad_fn is None and not o.requires_grad for o in saved_vit_outputs)
+    assert all(p.grad is None for p in vit.parameters())
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert missing == []
