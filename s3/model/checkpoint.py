@@ -1,0 +1,108 @@
+"""Whole-network checkpoints: our layout, the authors' (reference) layout, and strict loading.
+
+Our parameter names follow the reference implementation where its names are clear and rename
+the rest (``vit_module`` -> ``vit``, ``interactions`` -> ``blocks``, ``extractor`` /
+``extra_extractors.k`` -> ``units.0`` / ``units.k+1``, ``d_proj`` -> ``shrinkage_proj``, ...).
+:func:`reference_to_ours` maps an official S3 state dict (705 entries, listed in the shared
+``s3_reference_state_dict.tsv``) onto our names, so that released weights would load.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Union
+
+from torch import Tensor, nn
+
+from s3.model.state_dict import CheckpointError, load_strict, read_state_dict
+
+Replacement = Union[str, Callable[[re.Match], str]]
+
+# Applied in order to every reference key; each rule rewrites a name fragment.
+_REFERENCE_RULES: list[tuple[str, Replacement]] = [
+    # spatial-semantic encoder
+    (r"^pixel_encoder\.vit_module\.", "pixel_encoder.vit."),
+    (r"^pixel_encoder\.spm\.", "pixel_encoder.spatial_prior."),
+    (r"^pixel_encoder\.norm1\.", "pixel_encoder.norm_s4."),
+    (r"^pixel_encoder\.norm2\.", "pixel_encoder.norm_s8."),
+    (r"^pixel_encoder\.norm3\.", "pixel_encoder.norm_s16."),
+    (r"^pixel_encoder\.interactions\.(\d+)\.read_from_cls\.cross_attn\.", r"pixel_encoder.blocks.\1.semantic_attn.attn."),
+    (r"^pixel_encoder\.interactions\.(\d+)\.read_from_cls\.", r"pixel_encoder.blocks.\1.semantic_attn."),
+    (r"^pixel_encoder\.interactions\.(\d+)\.extractor\.", r"pixel_encoder.blocks.\1.units.0."),
+    (
+        r"^pixel_encoder\.interactions\.(\d+)\.extra_extractors\.(\d+)\.",
+        lambda m: f"pixel_encoder.blocks.{m.group(1)}.units.{int(m.group(2)) + 1}.",
+    ),
+    (r"(\.units\.\d+)\.feat_norm\.", r"\1.value_norm."),
+    (r"(\.units\.\d+)\.attn\.sampling_offsets\.", r"\1.deform_attn.offset_proj."),
+    (r"(\.units\.\d+)\.attn\.attention_weights\.", r"\1.deform_attn.point_weight_proj."),
+    (r"(\.units\.\d+)\.attn\.value_proj\.", r"\1.deform_attn.value_proj."),
+    (r"(\.units\.\d+)\.attn\.output_proj\.", r"\1.deform_attn.out_proj."),
+    (r"(\.units\.\d+)\.ffn\.dwconv\.dwconv\.", r"\1.ffn.dwconv."),
+    # key projection
+    (r"^key_proj\.pix_feat_proj\.", "key_proj.feat_proj."),
+    (r"^key_proj\.d_proj\.", "key_proj.shrinkage_proj."),
+    (r"^key_proj\.e_proj\.", "key_proj.selection_proj."),
+    # channel-attention residual blocks (fusers, pixel FFN)
+    (r"\.pixel_ffn\.conv\.", ".pixel_ffn."),
+    (r"\.(block1|block2|pixel_ffn)\.conv\.weight$", r".\1.channel_gate.weight"),
+    # mask decoder
+    (r"^mask_decoder\.decoder_feat_proc\.transforms\.0\.", "mask_decoder.skip_proj8."),
+    (r"^mask_decoder\.decoder_feat_proc\.transforms\.1\.", "mask_decoder.skip_proj4."),
+    (r"^mask_decoder\.(up_16_8|up_8_4)\.out_conv\.", r"mask_decoder.\1."),
+    (r"^mask_decoder\.(up_16_8|up_8_4)\.downsample\.", r"mask_decoder.\1.skip."),
+    # query transformer
+    (r"\.self_attn\.self_attn\.", ".self_attn.attn."),
+    (r"\.read_from_query\.cross_attn\.", ".read_from_query.attn."),
+    (r"\.read_from_pixel\.proj\.", ".read_from_pixel.mix_proj."),
+    (r"\.read_from_pixel\.final\.", ".read_from_pixel.out_proj."),
+    (r"(\.blocks\.\d+\.ffn)\.linear1\.", r"\1.fc1."),
+    (r"(\.blocks\.\d+\.ffn)\.linear2\.", r"\1.fc2."),
+    (r"^object_transformer\.mask_pred\.(\d+)\.1\.", r"object_transformer.aux_heads.\1.proj."),
+    # aux computer
+    (r"^aux_computer\.sensory_aux\.projection\.", "aux_computer.sensory_head."),
+]
+_COMPILED_RULES = [(re.compile(p), r) for p, r in _REFERENCE_RULES]
+
+# Key fragments that only the reference layout has.
+_REFERENCE_MARKERS = ("pixel_encoder.vit_module.", "pixel_encoder.interactions.", "key_proj.d_proj.", "mask_pred.")
+
+
+def reference_key_to_ours(key: str) -> str:
+    for pattern, replacement in _COMPILED_RULES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def reference_to_ours(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an official S3 state dict to our layout (values untouched)."""
+    return {reference_key_to_ours(k): v for k, v in state_dict.items()}
+
+
+def is_reference_layout(state_dict: dict[str, Tensor]) -> bool:
+    return any(marker in k for k in state_dict for marker in _REFERENCE_MARKERS)
+
+
+def load_network_weights(
+    network: nn.Module, path: str, key: str = "model.weights", vit_already_loaded: bool = False
+) -> str:
+    """Load a whole S3 checkpoint (our layout or the reference layout, auto-detected) strictly.
+
+    Our evaluation weights omit the frozen ViT; that is accepted only when the ViT was loaded
+    from ``model.backbone.weights`` first (``vit_already_loaded``). Returns the detected layout.
+    """
+    state_dict = read_state_dict(path, key)
+    layout = "reference" if is_reference_layout(state_dict) else "ours"
+    if layout == "reference":
+        state_dict = reference_to_ours(state_dict)
+    allow_missing = ("pixel_encoder.vit.",) if vit_already_loaded else ()
+    try:
+        load_strict(network, state_dict, f"{key} ({path}, {layout} layout)", allow_missing=allow_missing)
+    except CheckpointError as err:
+        vit_missing = not any(k.startswith("pixel_encoder.vit.") for k in state_dict)
+        if vit_missing and not vit_already_loaded and hasattr(network, "pixel_encoder"):
+            raise CheckpointError(
+                f"{err}. This file has no ViT weights: also set model.backbone.weights"
+            ) from err
+        raise
+    return layout
