@@ -7,14 +7,14 @@ validated :class:`ModelConfig`.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from s3.config.model import BackboneConfig, EncoderConfig, ModelConfig, QueryConfig
+from s3.config.structured import to_dataclass
 from s3.config.validation import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -29,6 +29,7 @@ __all__ = [
     "compose",
     "load_model_config",
     "register_configs",
+    "to_dataclass",
     "to_model_config",
 ]
 
@@ -40,36 +41,8 @@ def register_configs() -> None:
 
 
 def to_model_config(node: DictConfig | dict[str, Any]) -> ModelConfig:
-    """Merge a composed ``model`` node onto the schema and build the validated dataclass.
-
-    Unknown keys and wrongly typed values raise ``ConfigError`` naming the key.
-    """
-    _reject_unknown_keys(node, ModelConfig, "model")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), node)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
-    except ConfigError:
-        raise
-    except Exception as err:  # omegaconf's ValidationError / ConfigKeyError carry the key path
-        raise ConfigError(f"model config: {err}".splitlines()[0]) from err
-
-
-def _reject_unknown_keys(node: Any, schema: type, key: str) -> None:
-    """Raise ConfigError for a key that the dataclass ``schema`` does not define (recursively)."""
-    known = {f.name: f for f in dataclasses.fields(schema)}
-    for name in node.keys():
-        if name not in known:
-            raise ConfigError(f"{key}.{name}: unknown key (valid keys: {sorted(known)})")
-        sub_schema = _NESTED_SCHEMAS.get(str(known[name].type))  # annotations are strings here
-        if sub_schema is not None and isinstance(node[name], (dict, DictConfig)):
-            _reject_unknown_keys(node[name], sub_schema, f"{key}.{name}")
-
-
-_NESTED_SCHEMAS: dict[str, type] = {
-    "BackboneConfig": BackboneConfig,
-    "EncoderConfig": EncoderConfig,
-    "QueryConfig": QueryConfig,
-}
+    """Merge a composed ``model`` node onto the schema and build the validated dataclass."""
+    return to_dataclass(node, ModelConfig, "model")
 
 
 def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
