@@ -44,4 +44,5 @@ def to_dataclass(node: DictConfig | dict[str, Any], schema: type[T], key: str) -
     except ConfigError:
         raise
     except Exception as err:  # omegaconf's ValidationError carries the offending key path
-        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
+        where = f"{key}.{err.full_key}" if getattr(err, "full_key", None) else key
+        raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from err

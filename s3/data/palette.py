@@ -1,0 +1,53 @@
+"""Indexed PNG masks: the DAVIS palette and lossless reading/writing of object-id label maps.
+
+A VOS mask is a single-channel PNG whose pixel value is the object id (0 = background). Mode ``P``
+stores the ids as palette indices (the palette only changes how viewers colour them); mode ``L``
+stores them as plain grey levels. Both are read back as the raw ids, never as colours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MASK_MODES = ("P", "L")
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS (PASCAL VOC) colormap as a (256, 3) uint8 array.
+
+    The bits of the index are dealt out round-robin to red, green and blue, most significant colour
+    bit first: index 1 -> (128, 0, 0), 2 -> (0, 128, 0), 3 -> (128, 128, 0), 4 -> (0, 0, 128), ...
+    """
+    index = np.arange(256)
+    palette = np.zeros((256, 3), dtype=np.int64)
+    for bit_group in range(8):
+        for channel in range(3):
+            bit = (index >> (3 * bit_group + channel)) & 1
+            palette[:, channel] |= bit << (7 - bit_group)
+    return palette.astype(np.uint8)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """The object-id map of a mode ``P`` or ``L`` PNG as an (H, W) uint8 array."""
+    with Image.open(path) as image:
+        if image.mode not in MASK_MODES:
+            raise ValueError(f"{path}: mask mode {image.mode!r} is not supported (expected one of {list(MASK_MODES)})")
+        return np.array(image, dtype=np.uint8)
+
+
+def write_mask(path: str | Path, labels: np.ndarray, mode: str = "P") -> None:
+    """Write an (H, W) integer map of object ids in [0, 255] as a PNG in mode ``P`` (DAVIS palette) or ``L``."""
+    if mode not in MASK_MODES:
+        raise ValueError(f"{path}: mask mode {mode!r} is not supported (expected one of {list(MASK_MODES)})")
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be a 2-D integer array, got {labels.dtype} of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"{path}: object ids must lie in [0, 255], got [{labels.min()}, {labels.max()}]")
+    image = Image.fromarray(labels.astype(np.uint8))
+    if mode == "P":
+        image.putpalette(davis_palette().tobytes())  # turns the L image into P, keeping the indices
+    image.save(path, format="PNG", optimize=False, compress_level=6)

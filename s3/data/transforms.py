@@ -1,0 +1,173 @@
+"""Joint augmentation of a training clip: one random draw per clip, shared by image and mask.
+
+The parameters are drawn from a caller-supplied ``numpy.random.Generator`` (never a global RNG)
+and applied with ``torchvision.transforms.v2.functional`` to a ``tv_tensors.Video`` (T, 3, H, W)
+and a ``tv_tensors.Mask`` (T, H, W) holding the whole clip, so every frame, image and mask alike,
+goes through exactly the same warp; masks are resampled nearest-neighbour, images bilinearly.
+
+Order (Cutie's main-training recipe): horizontal flip -> rotation + shear (image fill = mean
+colour, mask fill = 0) -> random resized crop to a square -> colour jitter -> random grayscale
+-> second colour jitter. A draw whose crop leaves the first frame without any object is redrawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from s3.config.data import AugmentationConfig
+
+CROP_DRAWS = 5  # geometry draws tried before giving up on a clip whose first frame ends up empty
+_CROP_SAMPLING_TRIES = 10
+_JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+_ADJUST = {
+    "brightness": F.adjust_brightness,
+    "contrast": F.adjust_contrast,
+    "saturation": F.adjust_saturation,
+    "hue": F.adjust_hue,
+}
+
+JitterDraw = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class GeometryDraw:
+    """One clip's geometric parameters."""
+
+    flip: bool
+    angle: float  # degrees, counter-clockwise
+    shear: float  # horizontal shear in degrees
+    crop: tuple[int, int, int, int]  # top, left, height, width of the crop in the warped frame
+
+
+def sample_crop(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """A random crop (top, left, h, w) covering ``scale`` of the area with aspect ``ratio`` (w / h).
+
+    After ten unlucky draws it falls back to the largest centred crop whose aspect is in range.
+    """
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(_CROP_SAMPLING_TRIES):
+        area = height * width * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        crop_w, crop_h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            top = int(rng.integers(0, height - crop_h + 1))
+            left = int(rng.integers(0, width - crop_w + 1))
+            return top, left, crop_h, crop_w
+    frame_ratio = width / height
+    crop_w, crop_h = width, height
+    if frame_ratio < ratio[0]:
+        crop_h = round(width / ratio[0])
+    elif frame_ratio > ratio[1]:
+        crop_w = round(height * ratio[1])
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def sample_jitter(strengths: list[float], rng: np.random.Generator) -> JitterDraw:
+    """Colour-jitter factors in a random order; ``strengths`` = [brightness, contrast, saturation, hue].
+
+    Brightness/contrast/saturation factors are uniform in [1 - s, 1 + s], the hue shift in [-h, h];
+    operations with strength 0 are left out.
+    """
+    draw = []
+    for op in rng.permutation(len(_JITTER_OPS)):
+        name, strength = _JITTER_OPS[op], strengths[op]
+        if strength > 0:
+            centre = 0.0 if name == "hue" else 1.0
+            draw.append((name, float(rng.uniform(centre - strength, centre + strength))))
+    return tuple(draw)
+
+
+def apply_jitter(images: torch.Tensor, draw: JitterDraw) -> torch.Tensor:
+    """Apply a jitter draw to float images (..., 3, H, W) in [0, 1]."""
+    for name, factor in draw:
+        images = _ADJUST[name](images, factor)
+    return images
+
+
+class ClipAugmentation:
+    """Augment a clip to ``crop_size`` x ``crop_size`` with one draw of every random parameter."""
+
+    def __init__(self, cfg: AugmentationConfig, crop_size: int) -> None:
+        self.cfg = cfg
+        self.crop_size = crop_size
+        self.fill = [v / 255.0 for v in cfg.fill]
+
+    def sample_geometry(self, height: int, width: int, rng: np.random.Generator) -> GeometryDraw:
+        """Draw flip, rotation, shear and crop for a clip of frames of size (height, width)."""
+        cfg = self.cfg
+        flip = bool(rng.random() < 0.5) and cfg.flip
+        angle = float(rng.uniform(-cfg.rotation_degrees, cfg.rotation_degrees)) if cfg.affine else 0.0
+        shear = float(rng.uniform(-cfg.shear_degrees, cfg.shear_degrees)) if cfg.affine else 0.0
+        if cfg.random_crop:
+            crop = sample_crop(height, width, tuple(cfg.crop_scale), tuple(cfg.crop_ratio), rng)
+        else:
+            crop = (0, 0, height, width)
+        return GeometryDraw(flip=flip, angle=angle, shear=shear, crop=crop)
+
+    def warp_masks(self, labels: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
+        """Apply the geometry to integer label maps (T, H, W), nearest-neighbour, fill 0."""
+        masks = tv_tensors.Mask(labels)
+        if draw.flip:
+            masks = F.horizontal_flip(masks)
+        if self.cfg.affine:
+            masks = F.affine(masks, angle=draw.angle, translate=[0, 0], scale=1.0, shear=[draw.shear, 0.0], fill=0)
+        masks = F.crop(masks, *draw.crop)
+        masks = F.resize(masks, [self.crop_size, self.crop_size], interpolation=InterpolationMode.NEAREST_EXACT)
+        return masks.as_subclass(torch.Tensor)
+
+    def warp_frames(self, frames: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
+        """Apply the geometry to float frames (T, 3, H, W), bilinear, fill = mean colour."""
+        video = tv_tensors.Video(frames)
+        if draw.flip:
+            video = F.horizontal_flip(video)
+        if self.cfg.affine:
+            video = F.affine(
+                video, angle=draw.angle, translate=[0, 0], scale=1.0, shear=[draw.shear, 0.0],
+                interpolation=InterpolationMode.BILINEAR, fill=self.fill,
+            )
+        video = F.resized_crop(
+            video, *draw.crop, size=[self.crop_size, self.crop_size],
+            interpolation=InterpolationMode.BILINEAR, antialias=True,
+        )
+        return video.as_subclass(torch.Tensor)
+
+    def recolour(self, frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Colour jitter, random grayscale, second jitter (clip-wide unless configured per frame)."""
+        cfg = self.cfg
+        frames = apply_jitter(frames, sample_jitter(cfg.jitter, rng))
+        if rng.random() < cfg.grayscale_probability:
+            frames = F.rgb_to_grayscale(frames, num_output_channels=3)
+        if cfg.second_jitter_per_frame:
+            return torch.stack([apply_jitter(frame, sample_jitter(cfg.second_jitter, rng)) for frame in frames])
+        return apply_jitter(frames, sample_jitter(cfg.second_jitter, rng))
+
+    def __call__(
+        self, frames: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
+    ) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Augment uint8 frames (T, 3, H, W) and int64 labels (T, H, W).
+
+        Returns float32 frames in [0, 1] and int64 labels, both ``crop_size`` square, or None when
+        none of ``CROP_DRAWS`` geometry draws keeps an object in the first frame.
+        """
+        height, width = labels.shape[-2:]
+        for _ in range(CROP_DRAWS):
+            draw = self.sample_geometry(height, width, rng)
+            if self.warp_masks(labels[:1], draw).any():
+                break
+        else:
+            return None
+        video = F.to_dtype(frames, torch.float32, scale=True)
+        video = self.warp_frames(video, draw)
+        if self.cfg.color:
+            video = self.recolour(video, rng)
+        return video.clamp_(0.0, 1.0), self.warp_masks(labels, draw)

@@ -1,0 +1,270 @@
+"""VOS-layout video readers and the training-clip dataset built on them.
+
+Readers (``READERS``, chosen by ``data.datasets.<name>.reader``):
+
+* ``folder``: ``<root>/JPEGImages/<video>/<frame>.jpg`` + ``<root>/Annotations/<video>/<frame>.png``:
+  YouTube-VOS 2019 train, MOSE train, OVIS-VOS-train, BURST train converted by
+  ``scripts/convert_burst.py``, LVOS train, and custom data;
+* ``davis``: the same below ``JPEGImages/480p`` and ``Annotations/480p``, with the training subset
+  defaulting to ``<root>/ImageSets/2017/train.txt``.
+
+Only frames that have a mask are part of a video (YouTube-VOS train annotates every 5th source
+frame; ``frame_interval`` records that spacing). Mask values are object ids; void (255) becomes
+background.
+
+``VOSClipDataset`` indexes every frame of every video ``multiplier`` times; item ``i`` is a clip
+seeded at that frame, sampled (``s3.data.sampling``), augmented (``s3.data.transforms``), possibly
+merged with a random second clip of the same dataset (``s3.data.merge``), and returned as the
+training sample described in ``to_training_sample``. Items are a pure function of
+(seed, epoch, dataset name, index).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from s3.config.data import DataConfig
+from s3.data.merge import paste_clip
+from s3.data.palette import read_mask
+from s3.data.sampling import dataset_max_skip, sample_clip_frames
+from s3.data.transforms import ClipAugmentation
+from s3.data.video_lists import VOID_LABEL
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SEED_FRAMES_PER_ITEM = 5  # seed frames tried in the item's video before moving to a random frame
+MAX_RANDOM_RESTARTS = 100  # random (video, frame) restarts before declaring the dataset unusable
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One annotated video: its frames (sorted names without extension) and their files."""
+
+    name: str
+    frames: tuple[str, ...]
+    image_paths: tuple[Path, ...]
+    mask_paths: tuple[Path, ...]
+
+
+class VideoFolderReader:
+    """Videos stored as ``<root>/JPEGImages/<video>/`` and ``<root>/Annotations/<video>/``."""
+
+    image_subdir = Path("JPEGImages")
+    mask_subdir = Path("Annotations")
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.image_dir = root / self.image_subdir
+        self.mask_dir = root / self.mask_subdir
+
+    def default_subset(self) -> Optional[Path]:
+        """The list of training videos used when the config names none (None: every video)."""
+        return None
+
+    def video_names(self) -> list[str]:
+        """Videos that have both a frame folder and a mask folder, sorted."""
+        with_masks = {p.name for p in self.mask_dir.iterdir() if p.is_dir()}
+        return sorted(p.name for p in self.image_dir.iterdir() if p.is_dir() and p.name in with_masks)
+
+    def read_video(self, name: str) -> VideoRecord:
+        """The frames of ``name`` that have a mask, in file-name order."""
+        masks = {p.stem: p for p in (self.mask_dir / name).iterdir() if p.suffix == ".png"}
+        images = {
+            p.stem: p for p in (self.image_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        }
+        frames = tuple(sorted(set(masks) & set(images)))
+        return VideoRecord(
+            name=name,
+            frames=frames,
+            image_paths=tuple(images[f] for f in frames),
+            mask_paths=tuple(masks[f] for f in frames),
+        )
+
+
+class DavisReader(VideoFolderReader):
+    """DAVIS 2017: 480p frames and masks, training subset from ``ImageSets/2017/train.txt``."""
+
+    image_subdir = Path("JPEGImages") / "480p"
+    mask_subdir = Path("Annotations") / "480p"
+
+    def default_subset(self) -> Optional[Path]:
+        return self.root / "ImageSets" / "2017" / "train.txt"
+
+
+READERS: dict[str, type[VideoFolderReader]] = {"davis": DavisReader, "folder": VideoFolderReader}
+
+
+def read_frames(video: VideoRecord, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB frames (T, 3, H, W) and int64 labels (T, H, W) (void -> 0) of the given frames."""
+    images, labels = [], []
+    for i in indices:
+        with Image.open(video.image_paths[i]) as image:
+            images.append(np.asarray(image.convert("RGB")))
+        labels.append(read_mask(video.mask_paths[i]))
+    sizes = {a.shape[:2] for a in images} | {a.shape for a in labels}
+    if len(sizes) != 1:
+        raise ValueError(f"video {video.name}: frames and masks differ in size ({sorted(sizes)})")
+    frames = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    label_maps = torch.from_numpy(np.stack(labels).astype(np.int64))
+    label_maps[label_maps == VOID_LABEL] = 0
+    return frames, label_maps
+
+
+@dataclass
+class Clip:
+    """An augmented clip before object selection: frames, raw object ids and where it came from."""
+
+    frames: torch.Tensor  # float32 (T, 3, H, W) in [0, 1]
+    labels: torch.Tensor  # int64 (T, H, W), dataset object ids (0 = background)
+    dataset: str
+    video: str
+    frame_names: list[str]
+
+
+def to_training_sample(clip: Clip, max_objects: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The sample dict handed to the trainer.
+
+    Up to ``max_objects`` objects visible in the first frame are chosen at random and relabelled
+    1..k in random order; every other pixel is background. Keys:
+    ``frames`` float32 (T, 3, H, W) in [0, 1]; ``labels`` int64 (T, H, W) in 0..k; ``selector``
+    float32 (max_objects,), 1 for the k real objects; ``num_objects`` int k; ``info`` dict of strings
+    ``dataset``, ``video`` and the list ``frames`` of frame names.
+    """
+    visible = torch.unique(clip.labels[0])
+    visible = visible[visible != 0]
+    if len(visible) == 0:
+        raise ValueError(f"{clip.dataset}/{clip.video}: the first frame of the clip has no object")
+    order = rng.permutation(len(visible))[:max_objects]
+    labels = torch.zeros_like(clip.labels)
+    for new_id, index in enumerate(order, start=1):
+        labels[clip.labels == visible[index]] = new_id
+    selector = torch.zeros(max_objects, dtype=torch.float32)
+    selector[: len(order)] = 1.0
+    return {
+        "frames": clip.frames.to(torch.float32),
+        "labels": labels,
+        "selector": selector,
+        "num_objects": len(order),
+        "info": {"dataset": clip.dataset, "video": clip.video, "frames": list(clip.frame_names)},
+    }
+
+
+def item_rng(seed: int, epoch: int, salt: int, index: int) -> np.random.Generator:
+    """The generator of one item: a pure function of (seed, epoch, salt, index)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, salt, index]))
+
+
+def name_salt(name: str) -> int:
+    """A stable number per dataset name, so equal indices of two datasets draw differently."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+class VOSClipDataset(Dataset):
+    """Training clips from one VOS dataset; length = multiplier x number of frames."""
+
+    def __init__(
+        self,
+        name: str,
+        videos: Sequence[VideoRecord],
+        cfg: DataConfig,
+        *,
+        frame_interval: int,
+        multiplier: int,
+        max_skip: int,
+        seed: int,
+        empty_frames: Optional[dict[str, set[str]]] = None,
+    ) -> None:
+        self.name = name
+        self.videos = [v for v in videos if len(v.frames) >= cfg.seq_length]
+        if not self.videos:
+            raise ValueError(f"dataset {name}: no video has at least data.seq_length={cfg.seq_length} annotated frames")
+        self.seq_length = cfg.seq_length
+        self.max_objects = cfg.max_objects
+        self.merge_probability = cfg.merge_probability
+        self.reverse_probability = cfg.reverse_probability
+        self.multiplier = multiplier
+        self.max_skip = dataset_max_skip(max_skip, frame_interval)
+        self.seed = seed
+        self.epoch = 0
+        self.salt = name_salt(name)
+        self.augmentation = ClipAugmentation(cfg.augmentation, cfg.crop_size)
+        empty_frames = empty_frames or {}
+        self.empty_indices = [
+            frozenset(i for i, f in enumerate(v.frames) if f in empty_frames.get(v.name, ())) for v in self.videos
+        ]
+        self.video_starts = np.cumsum([0] + [len(v.frames) for v in self.videos])
+        self.num_frames = int(self.video_starts[-1])
+
+    def __len__(self) -> int:
+        return self.multiplier * self.num_frames
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose clips ``__getitem__`` returns.
+
+        DataLoader workers copy the dataset when an iterator starts: call this before ``iter(loader)``
+        (persistent workers keep the epoch they were started with).
+        """
+        self.epoch = epoch
+
+    def locate(self, frame_index: int) -> tuple[int, int]:
+        """(video index, frame index in the video) of a position in the frame index."""
+        video = int(np.searchsorted(self.video_starts, frame_index, side="right")) - 1
+        return video, frame_index - int(self.video_starts[video])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"dataset {self.name}: index {index} out of range [0, {len(self)})")
+        rng = item_rng(self.seed, self.epoch, self.salt, index)
+        clip = self.load_clip(index % self.num_frames, rng)
+        first_frame_objects = int(torch.count_nonzero(torch.unique(clip.labels[0])))
+        if first_frame_objects < self.max_objects and rng.random() < self.merge_probability:
+            other = self.load_clip(int(rng.integers(self.num_frames)), rng)
+            clip.frames, clip.labels = paste_clip(clip.frames, clip.labels, other.frames, other.labels)
+        return to_training_sample(clip, self.max_objects, rng)
+
+    def load_clip(self, frame_index: int, rng: np.random.Generator) -> Clip:
+        """An augmented clip seeded at ``frame_index`` whose first frame shows an object.
+
+        Tries ``SEED_FRAMES_PER_ITEM`` seed frames of the same video (the given one first), then
+        restarts from random frames of the whole dataset.
+        """
+        for _ in range(MAX_RANDOM_RESTARTS):
+            video_index, seed_frame = self.locate(frame_index)
+            video = self.videos[video_index]
+            for _ in range(SEED_FRAMES_PER_ITEM):
+                clip = self._try_clip(video_index, seed_frame, rng)
+                if clip is not None:
+                    return clip
+                seed_frame = int(rng.integers(len(video.frames)))
+            frame_index = int(rng.integers(self.num_frames))
+        raise RuntimeError(
+            f"dataset {self.name}: no clip with an object in its first frame after "
+            f"{MAX_RANDOM_RESTARTS * SEED_FRAMES_PER_ITEM} seed frames; are the masks empty?"
+        )
+
+    def _try_clip(self, video_index: int, seed_frame: int, rng: np.random.Generator) -> Optional[Clip]:
+        video = self.videos[video_index]
+        indices = sample_clip_frames(
+            len(video.frames), seed_frame, self.seq_length, self.max_skip, rng,
+            reverse_probability=self.reverse_probability, empty_frames=self.empty_indices[video_index],
+        )
+        if indices is None:
+            return None
+        frames, labels = read_frames(video, indices)
+        if not labels[0].any():
+            return None
+        augmented = self.augmentation(frames, labels, rng)
+        if augmented is None:
+            return None
+        return Clip(
+            frames=augmented[0], labels=augmented[1], dataset=self.name, video=video.name,
+            frame_names=[video.frames[i] for i in indices],
+        )

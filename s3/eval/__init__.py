@@ -1,0 +1,44 @@
+"""Scoring predicted VOS masks: J, F, J&F with the DAVIS 2017 and vos-benchmark conventions.
+
+Pure numpy / OpenCV / PIL: nothing here imports torch or the inference engine, so any method's
+predictions can be scored on a machine without a GPU stack.
+"""
+
+from s3.eval.masks import MaskFileError, read_label_map
+from s3.eval.metrics import (
+    FrameStatistics,
+    boundary_f_measure,
+    boundary_map,
+    boundary_radius,
+    frame_statistics,
+    object_scores,
+    region_similarity,
+)
+from s3.eval.scoring import (
+    GLOBAL_COLUMNS,
+    MODES,
+    ObjectScores,
+    ScoreTable,
+    evaluate_sequences,
+    score_davis,
+    write_csvs,
+)
+
+__all__ = [
+    "FrameStatistics",
+    "GLOBAL_COLUMNS",
+    "MODES",
+    "MaskFileError",
+    "ObjectScores",
+    "ScoreTable",
+    "boundary_f_measure",
+    "boundary_map",
+    "boundary_radius",
+    "evaluate_sequences",
+    "frame_statistics",
+    "object_scores",
+    "read_label_map",
+    "region_similarity",
+    "score_davis",
+    "write_csvs",
+]

@@ -1,0 +1,157 @@
+"""Joint clip augmentation and cut-and-paste: image and mask stay aligned, frames share geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from s3.config.data import AugmentationConfig
+from s3.data.merge import paste_clip
+from s3.data.transforms import ClipAugmentation, sample_crop
+
+# label -> RGB; the fill colour of warped-in pixels decodes to background, like the mask fill
+COLOURS = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255)}
+FILL = (124, 116, 104)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is far faster than several on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def colour_coded_clip(num_frames: int = 4, height: int = 72, width: int = 108) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames whose flat colour regions encode the labels; objects move a little from frame to frame."""
+    labels = torch.zeros(num_frames, height, width, dtype=torch.int64)
+    for t in range(num_frames):
+        labels[t, 10 + t : 40 + t, 15:55] = 1
+        labels[t, 30:62, 50 + 2 * t : 95 + 2 * t] = 2
+        labels[t, 50:70, 5:30] = 3
+    palette = torch.tensor([COLOURS[k] for k in sorted(COLOURS)], dtype=torch.uint8)
+    return palette[labels].permute(0, 3, 1, 2).contiguous(), labels
+
+
+def decode_colours(frames: torch.Tensor, tolerance: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label of the nearest reference colour, whether the pixel is that colour within tolerance)."""
+    references = torch.tensor([*COLOURS.values(), FILL], dtype=torch.float32)  # (5, 3) in 0..255
+    reference_labels = torch.tensor([*COLOURS.keys(), 0])
+    pixels = frames.permute(0, 2, 3, 1) * 255.0  # (T, H, W, 3)
+    distance = (pixels.unsqueeze(-2) - references).abs().amax(dim=-1)  # (T, H, W, 5)
+    nearest = distance.argmin(dim=-1)
+    return reference_labels[nearest], distance.amin(dim=-1) <= tolerance
+
+
+def geometry_only(**changes: object) -> AugmentationConfig:
+    return dataclasses.replace(AugmentationConfig(color=False), **changes)
+
+
+def test_mask_drawn_from_the_image_stays_exact() -> None:
+    frames, labels = colour_coded_clip()
+    augmentation = ClipAugmentation(geometry_only(), crop_size=80)
+    rng = np.random.default_rng(0)
+    compared = 0
+    for _ in range(25):
+        out = augmentation(frames, labels, rng)
+        assert out is not None
+        out_frames, out_labels = out
+        assert out_frames.shape == (4, 3, 80, 80) and out_frames.dtype == torch.float32
+        assert out_labels.shape == (4, 80, 80) and out_labels.dtype == torch.int64
+        assert set(out_labels.unique().tolist()) <= {0, 1, 2, 3}  # nearest: no blended ids
+        colour_labels, flat = decode_colours(out_frames)
+        assert flat.float().mean() > 0.6  # most pixels are away from a boundary and can be checked
+        mismatches = (colour_labels != out_labels) & flat
+        assert not mismatches.any(), f"{int(mismatches.sum())} pixels where mask and image disagree"
+        compared += int(flat.sum())
+    assert compared > 25 * 4 * 80 * 80 * 0.6
+
+
+def test_mask_and_image_stay_aligned_with_colour_augmentation() -> None:
+    # photometric changes move the colours, but the labelled regions must still be the flat ones
+    frames, labels = colour_coded_clip()
+    augmentation = ClipAugmentation(AugmentationConfig(grayscale_probability=0.0), crop_size=80)
+    out_frames, out_labels = augmentation(frames, labels, np.random.default_rng(3))
+    for label in (1, 2, 3):
+        region = out_frames.permute(0, 2, 3, 1)[out_labels == label]
+        if len(region) > 50:
+            spread = (region - region.median(dim=0).values).abs().amax(dim=-1)
+            assert (spread < 0.05).float().mean() > 0.9  # one flat colour per label, bar the edges
+
+
+def test_every_frame_gets_the_same_geometry_and_colour() -> None:
+    frames, labels = colour_coded_clip(num_frames=1)
+    frames, labels = frames.expand(6, -1, -1, -1).contiguous(), labels.expand(6, -1, -1).contiguous()
+    augmentation = ClipAugmentation(AugmentationConfig(grayscale_probability=0.5), crop_size=64)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        out_frames, out_labels = augmentation(frames, labels, rng)
+        assert torch.equal(out_labels, out_labels[:1].expand_as(out_labels))
+        assert torch.allclose(out_frames, out_frames[:1].expand_as(out_frames), atol=1e-6)
+
+
+def test_flip_only_matches_a_mirrored_resize() -> None:
+    frames, labels = colour_coded_clip()
+    augmentation = ClipAugmentation(geometry_only(affine=False, random_crop=False), crop_size=72)
+    squash = torch.nn.functional.interpolate(labels[:, None].float(), size=(72, 72), mode="nearest-exact")[:, 0].long()
+    outcomes = set()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _, out_labels = augmentation(frames, labels, rng)
+        flipped = torch.equal(out_labels, squash.flip(-1))
+        assert flipped or torch.equal(out_labels, squash)
+        outcomes.add(flipped)
+    assert outcomes == {True, False}
+
+
+def test_same_generator_state_gives_the_same_clip() -> None:
+    frames, labels = colour_coded_clip()
+    augmentation = ClipAugmentation(AugmentationConfig(), crop_size=64)
+    first = augmentation(frames, labels, np.random.default_rng(7))
+    second = augmentation(frames, labels, np.random.default_rng(7))
+    other = augmentation(frames, labels, np.random.default_rng(8))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert not torch.equal(first[0], other[0])
+
+
+def test_crops_are_redrawn_until_the_first_frame_shows_an_object() -> None:
+    labels = torch.zeros(3, 100, 100, dtype=torch.int64)
+    labels[0, 95:, 95:] = 1  # a tiny object in a corner of the first frame only
+    labels[1:, 40:60, 40:60] = 1
+    frames = torch.zeros(3, 3, 100, 100, dtype=torch.uint8)
+    augmentation = ClipAugmentation(geometry_only(crop_scale=[0.36, 0.4]), crop_size=32)
+    rng = np.random.default_rng(0)
+    results = [augmentation(frames, labels, rng) for _ in range(40)]
+    kept = [r for r in results if r is not None]
+    assert kept and all(r[1][0].any() for r in kept)
+    assert augmentation(frames, torch.zeros_like(labels), rng) is None
+
+
+def test_random_crops_stay_inside_the_frame_with_the_requested_area() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = sample_crop(48, 85, (0.36, 1.0), (0.75, 4 / 3), rng)
+        assert 0 <= top and top + h <= 48 and 0 <= left and left + w <= 85
+        assert 0.3 <= h * w / (48 * 85) <= 1.0
+
+
+def test_paste_clip_blends_objects_and_shifts_their_ids() -> None:
+    base_labels = torch.zeros(2, 40, 40, dtype=torch.int64)
+    base_labels[:, 5:20, 5:20] = 2
+    other_labels = torch.zeros(2, 40, 40, dtype=torch.int64)
+    other_labels[:, 10:30, 22:38] = 1
+    other_labels[:, 12:16, 10:14] = 4  # overlaps a base object
+    base_frames = torch.full((2, 3, 40, 40), 0.2)
+    other_frames = torch.full((2, 3, 40, 40), 0.9)
+    frames, labels = paste_clip(base_frames, base_labels, other_frames, other_labels)
+    assert set(labels.unique().tolist()) == {0, 2, 3, 6}  # pasted 1 -> 3 and 4 -> 6: above the base ids
+    assert torch.equal(labels == 3, other_labels == 1) and torch.equal(labels == 6, other_labels == 4)
+    assert (labels[base_labels == 2] != 2).sum() == 2 * 16  # the base object lost its hidden pixels
+    assert torch.allclose(frames[:, :, 14:26, 26:34], torch.tensor(0.9))  # pasted interior: other clip
+    assert torch.allclose(frames[:, :, 33:, :], torch.tensor(0.2))  # far from pasted objects: base clip
+    edge = frames[0, 0, 20, 20:23]  # the seam next to the pasted object at column 22 is a soft ramp
+    assert 0.2 < edge[0] < edge[1] < edge[2] < 0.9
