@@ -33,13 +33,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from s3.config.data import DataConfig
+from s3.data.frames import list_frames
 from s3.data.merge import paste_clip
 from s3.data.palette import read_mask
 from s3.data.sampling import dataset_max_skip, sample_clip_frames
 from s3.data.transforms import ClipAugmentation
 from s3.data.video_lists import VOID_LABEL
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SEED_FRAMES_PER_ITEM = 5  # seed frames tried in the item's video before moving to a random frame
 MAX_RANDOM_RESTARTS = 100  # random (video, frame) restarts before declaring the dataset unusable
 
@@ -77,9 +77,7 @@ class VideoFolderReader:
     def read_video(self, name: str) -> VideoRecord:
         """The frames of ``name`` that have a mask, in file-name order."""
         masks = {p.stem: p for p in (self.mask_dir / name).iterdir() if p.suffix == ".png"}
-        images = {
-            p.stem: p for p in (self.image_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-        }
+        images = {p.stem: p for p in list_frames(self.image_dir / name)}
         frames = tuple(sorted(set(masks) & set(images)))
         return VideoRecord(
             name=name,

@@ -1,7 +1,10 @@
 """Scoring predicted VOS masks: J, F, J&F with the DAVIS 2017 and vos-benchmark conventions.
 
 Pure numpy / OpenCV / PIL: nothing here imports torch or the inference engine, so any method's
-predictions can be scored on a machine without a GPU stack.
+predictions can be scored on a machine without a GPU stack. The benchmark presets (which frames
+to read, feed and save: ``datasets``), the submission writers (``submission``), overlays
+(``visualize``) and score-map ensembles (``ensemble``) live here too; running the network over a
+preset is ``s3.inference.evaluation``.
 """
 
 from s3.eval.masks import MaskFileError, read_label_map

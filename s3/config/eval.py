@@ -1,0 +1,248 @@
+"""Typed schemas of inference and evaluation (``configs/eval.yaml`` and ``configs/dataset/*.yaml``).
+
+Three layers decide a run's protocol (input size, memory schedule, which masks are fed, which
+frames are written), in increasing priority:
+
+1. the dataset preset (``dataset.*``: the paper's protocol, 480p and a memory frame every 5th);
+2. the preset's ``plus`` block, when ``plus=true`` (the paper's "+" rows: 600/720 px);
+3. a global override (top-level ``size``, ``mem_every``, ...), only when it is set (not null).
+
+:meth:`EvalConfig.protocol` applies them; :meth:`EvalConfig.inference_config` builds the
+processor's :class:`InferenceConfig` from the result and the dataset-independent ``inference`` node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from s3.config.structured import to_dataclass
+from s3.config.validation import ConfigError, check_choice, check_positive
+
+DATASET_LAYOUTS = ("davis", "ytvos", "burst", "generic")
+# What the mask folder holds: every frame (ground truth), only the first frame, or each object's
+# first appearance (sparse sets). ``unknown``: checked per video at read time.
+ANNOTATIONS = ("dense", "first_frame", "first_appearance", "unknown")
+SUBMISSIONS = ("none", "sequences_at_root", "annotations_at_root", "burst_json")
+SCORE_MODES = ("none", "davis", "vos_benchmark")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class LongTermConfig:
+    """XMem-style long-term memory (used when ``use_long_term``)."""
+
+    max_mem_frames: int = 10  # working-memory frames (incl. the permanent one) that trigger a consolidation
+    min_mem_frames: int = 5  # working-memory frames (incl. the permanent one) kept after it
+    num_prototypes: int = 128  # tokens one consolidation adds to the long-term memory (per bucket)
+    max_num_tokens: int = 10000  # long-term tokens per bucket, at most
+    buffer_tokens: int = 2000  # pruning frees this many tokens more than needed
+
+    def validate(self, key: str = "inference.long_term") -> None:
+        for name in ("max_mem_frames", "min_mem_frames", "num_prototypes", "max_num_tokens"):
+            check_positive(f"{key}.{name}", getattr(self, name))
+        if not 1 <= self.min_mem_frames < self.max_mem_frames:
+            raise ConfigError(
+                f"{key}: need 1 <= min_mem_frames < max_mem_frames, got {self.min_mem_frames} and {self.max_mem_frames}"
+            )
+        if self.buffer_tokens < 0 or self.max_num_tokens - self.num_prototypes - self.buffer_tokens < 0:
+            raise ConfigError(
+                f"{key}: need max_num_tokens >= num_prototypes + buffer_tokens >= num_prototypes, got "
+                f"{self.max_num_tokens}, {self.num_prototypes}, {self.buffer_tokens}"
+            )
+
+
+@dataclass
+class EngineConfig:
+    """Dataset-independent knobs of the inference engine."""
+
+    top_k: int = 30  # memory readout keeps the k most similar tokens per query pixel
+    stagger_updates: int = 5  # sensory updates spread over each memory period
+    # objects at a time through pixel fusion, mask encoder and decoder (-1: all); the result does not
+    # depend on it (the query transformer always sees every object: its attention masks compare them)
+    chunk_size: int = -1
+    flip_aug: bool = False  # average with the horizontally flipped frame (memory kept for both)
+    amp: bool = False  # fp16 autocast (CUDA only; ignored on CPU)
+    memorise_empty_frames: bool = False  # paper 4.1: frames predicted without any target are not memorised
+    long_term: LongTermConfig = field(default_factory=LongTermConfig)
+
+    def validate(self, key: str = "inference") -> None:
+        check_positive(f"{key}.top_k", self.top_k)
+        check_positive(f"{key}.stagger_updates", self.stagger_updates)
+        if self.chunk_size == 0 or self.chunk_size < -1:
+            raise ConfigError(f"{key}.chunk_size must be -1 (all objects) or >= 1, got {self.chunk_size}")
+        self.long_term.validate(f"{key}.long_term")
+
+
+@dataclass
+class InferenceConfig(EngineConfig):
+    """Everything :class:`s3.inference.VideoProcessor` needs."""
+
+    mem_every: int = 5  # a memory frame every ``mem_every`` frames (and whenever a mask is given)
+    max_mem_frames: int = 5  # without long-term memory: working-memory frames incl. the permanent one
+    use_long_term: bool = False
+    max_internal_size: int = -1  # shorter side is downscaled to this inside the processor (-1: never)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, key: str = "inference") -> None:
+        super().validate(key)
+        check_positive(f"{key}.mem_every", self.mem_every)
+        if self.max_mem_frames < 2:
+            raise ConfigError(f"{key}.max_mem_frames must be >= 2 (the permanent frame and one more), got {self.max_mem_frames}")
+        if self.max_internal_size == 0 or self.max_internal_size < -1:
+            raise ConfigError(f"{key}.max_internal_size must be -1 (off) or > 0, got {self.max_internal_size}")
+
+
+@dataclass
+class ProtocolOverrides:
+    """Optional replacements of a preset's protocol (the ``plus`` block; the top-level globals)."""
+
+    size: Optional[int] = None  # shorter side fed to the network (-1: native); only downscales
+    mem_every: Optional[int] = None
+    max_mem_frames: Optional[int] = None
+    use_long_term: Optional[bool] = None
+    use_all_masks: Optional[bool] = None  # feed every mask file (late-appearing objects), not just the first
+    save_all: Optional[bool] = None  # write every processed frame, not just the frames the benchmark lists
+    image_dir: Optional[str] = None  # read frames from here instead (e.g. DAVIS Full-Resolution)
+
+
+PROTOCOL_KEYS = ("size", "mem_every", "max_mem_frames", "use_long_term", "use_all_masks", "save_all", "image_dir")
+
+
+@dataclass
+class DatasetConfig:
+    """One evaluation preset. Relative directories are under ``root``."""
+
+    name: str = "generic"
+    layout: str = "generic"  # one of DATASET_LAYOUTS: how videos, frames and masks are found
+    root: str = "data"
+    image_dir: str = "JPEGImages"
+    mask_dir: str = "Annotations"  # input masks (davis / ytvos / generic layouts)
+    output_size_dir: Optional[str] = None  # frames whose size the outputs take (default: image_dir)
+    subset: Optional[str] = None  # text file with one video name a line (default: folders of mask_dir)
+    meta: Optional[str] = None  # ytvos: meta.json listing the frames to save per object
+    burst_json: Optional[str] = None  # burst: first_frame_annotations.json
+    annotation: str = "unknown"  # one of ANNOTATIONS: what mask_dir holds
+    submission: str = "none"  # one of SUBMISSIONS
+    score_mode: str = "none"  # one of SCORE_MODES; local scoring when ground truth is there
+    gt_dir: Optional[str] = None  # ground truth for scoring (default: mask_dir)
+    size: int = 480
+    mem_every: int = 5
+    max_mem_frames: int = 5
+    use_long_term: bool = False
+    use_all_masks: bool = False
+    save_all: bool = True
+    plus: ProtocolOverrides = field(default_factory=ProtocolOverrides)
+
+    def validate(self, key: str = "dataset") -> None:
+        check_choice(f"{key}.layout", self.layout, DATASET_LAYOUTS)
+        check_choice(f"{key}.annotation", self.annotation, ANNOTATIONS)
+        check_choice(f"{key}.submission", self.submission, SUBMISSIONS)
+        check_choice(f"{key}.score_mode", self.score_mode, SCORE_MODES)
+        if self.layout == "burst" and not self.burst_json:
+            raise ConfigError(f"{key}.burst_json must name the annotation JSON for layout=burst")
+        if self.layout == "ytvos" and not self.save_all and not self.meta:
+            raise ConfigError(f"{key}.meta must name meta.json when save_all=false for layout=ytvos")
+
+
+@dataclass
+class Protocol:
+    """The resolved per-run protocol (after plus and global overrides)."""
+
+    size: int
+    mem_every: int
+    max_mem_frames: int
+    use_long_term: bool
+    use_all_masks: bool
+    save_all: bool
+    image_dir: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EvalConfig:
+    """The whole evaluation run (``configs/eval.yaml``; ``model`` is converted separately)."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    inference: EngineConfig = field(default_factory=EngineConfig)
+    weights: Optional[str] = None  # a whole S3 checkpoint (our layout or the reference layout)
+    exp_id: str = "s3"
+    output_dir: str = "outputs"
+    plus: bool = False  # the preset's "+" setting (higher resolution)
+    # global overrides: null = the preset decides
+    size: Optional[int] = None
+    mem_every: Optional[int] = None
+    max_mem_frames: Optional[int] = None
+    use_long_term: Optional[bool] = None
+    use_all_masks: Optional[bool] = None
+    save_all: Optional[bool] = None
+    image_dir: Optional[str] = None
+    save_scores: bool = False  # per-frame probabilities for scripts/merge_scores.py
+    visualize: bool = False  # overlay JPEGs and an mp4 per video
+    score: bool = True  # score locally when the preset has ground truth on disk
+    score_workers: int = 1
+    make_zip: bool = True  # build the submission archive when the preset has one
+    resume: bool = True  # skip videos an earlier run with the same settings finished
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    seed: int = 0  # initialises the network when weights=null (every torchrun process alike)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.dataset.validate()
+        self.inference.validate()
+        check_choice("device", self.device, DEVICES)
+        check_positive("score_workers", self.score_workers)
+        self.protocol()  # validates the resolved combination
+
+    def protocol(self) -> Protocol:
+        """Preset values, then the ``plus`` block (when ``plus``), then the set global overrides."""
+        values = {k: getattr(self.dataset, k) for k in PROTOCOL_KEYS}
+        layers = [self.dataset.plus] if self.plus else []
+        layers.append(ProtocolOverrides(**{k: getattr(self, k) for k in PROTOCOL_KEYS}))
+        for layer in layers:
+            values.update({k: getattr(layer, k) for k in PROTOCOL_KEYS if getattr(layer, k) is not None})
+        protocol = Protocol(**values)
+        self._check_protocol(protocol)
+        return protocol
+
+    def _check_protocol(self, p: Protocol) -> None:
+        if p.size == 0 or p.size < -1:
+            raise ConfigError(f"size must be -1 (native) or > 0, got {p.size}")
+        check_positive("mem_every", p.mem_every)
+        if p.max_mem_frames < 2:
+            raise ConfigError(f"max_mem_frames must be >= 2, got {p.max_mem_frames}")
+        if p.use_all_masks and self.dataset.annotation == "dense":
+            raise ConfigError(
+                f"use_all_masks=true on dataset {self.dataset.name}: its mask folder "
+                f"({self.dataset.mask_dir}) is fully annotated ground truth, so every frame would be fed "
+                "its answer; the protocol uses the first-frame masks only"
+            )
+
+    def inference_config(self) -> InferenceConfig:
+        """The processor configuration of this run."""
+        p = self.protocol()
+        engine = {f.name: getattr(self.inference, f.name) for f in dataclasses.fields(EngineConfig)}
+        return InferenceConfig(
+            **engine,
+            mem_every=p.mem_every,
+            max_mem_frames=p.max_mem_frames,
+            use_long_term=p.use_long_term,
+            max_internal_size=p.size,
+        )
+
+
+def to_eval_config(cfg: DictConfig) -> EvalConfig:
+    """The validated :class:`EvalConfig` of a composed ``eval`` config (its ``model`` node is left out)."""
+    node = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "model"])
+    missing = sorted(OmegaConf.missing_keys(node))  # a merge would silently keep the schema default
+    if missing:
+        raise ConfigError(f"{missing[0]}: a value is required (the preset leaves it ???)")
+    return to_dataclass(node, EvalConfig, "eval")

@@ -1,0 +1,302 @@
+"""The evaluation loop behind ``scripts/eval.py``: every video of a preset through the inference
+engine, predictions written as the benchmark wants them, then the archive and local scores.
+
+Run folder (``output_dir``)::
+
+    Annotations/<video>/<frame>.png    palette PNGs at the original resolution (not for BURST)
+    burst/<video>.json                 BURST: per-video predictions, merged into predictions.json
+    Scores/<video>/<frame>.npz         save_scores=true (see s3.eval.ensemble)
+    Visualizations/<video>/, <video>.mp4   visualize=true
+    progress/<video>.done              finished videos (an interrupted run resumes after them)
+    run_settings.json                  the resolved settings; resuming with other settings is refused
+    <exp_id>_<dataset>.zip | predictions.json, global_results-<dataset>.csv, ...
+
+With ``torchrun``, process ``rank`` takes videos ``rank, rank + world, ...``; rank 0 waits for the
+others and then packages and scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from s3.config.eval import EvalConfig, InferenceConfig, Protocol
+from s3.eval.datasets import EvalVideo, check_new_objects, list_videos
+from s3.eval.ensemble import SCORES_DIR, save_frame_scores
+from s3.eval.submission import burst_segmentations, make_zip, write_burst_predictions, write_prediction
+from s3.eval.visualize import OverlayWriter
+from s3.inference.processor import VideoProcessor
+from s3.inference.video import image_to_tensor, read_rgb
+from s3.model.network import S3Network
+
+SETTINGS_FILE = "run_settings.json"
+
+
+class RunFolderError(ValueError):
+    """The output folder holds a run that cannot be resumed with these settings."""
+
+
+@dataclass
+class RunReport:
+    """What a run did and how fast."""
+
+    run_dir: Path
+    videos_total: int
+    videos_run: int = 0
+    videos_skipped: int = 0
+    frames: int = 0
+    model_seconds: float = 0.0  # inside VideoProcessor.step only
+    total_seconds: float = 0.0  # the whole per-video loop: reading, inference, resizing, writing
+    peak_memory_mib: float = 0.0
+    memory_kind: str = ""
+    outputs: list[Path] = field(default_factory=list)
+    scores: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model_fps(self) -> float:
+        return self.frames / self.model_seconds if self.model_seconds else 0.0
+
+    @property
+    def end_to_end_fps(self) -> float:
+        return self.frames / self.total_seconds if self.total_seconds else 0.0
+
+    def format(self) -> str:
+        lines = [
+            f"run folder: {self.run_dir}",
+            f"videos: {self.videos_run} processed, {self.videos_skipped} already finished, {self.videos_total} in total",
+            f"frames: {self.frames}; model-only FPS {self.model_fps:.2f}; end-to-end FPS {self.end_to_end_fps:.2f}; "
+            f"peak memory {self.peak_memory_mib:.0f} MiB ({self.memory_kind})",
+            *[f"wrote {p}" for p in self.outputs],
+            *self.notes,
+        ]
+        if self.scores:
+            lines.append(self.scores)
+        return "\n".join(lines)
+
+
+@dataclass
+class VideoStats:
+    frames: int
+    model_seconds: float
+    total_seconds: float
+
+
+def distributed_rank() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the torchrun environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def select_device(name: str) -> torch.device:
+    """``auto``: CUDA when available; under torchrun each process takes its local GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device=cuda: no CUDA device is available")
+        return torch.device("cuda", distributed_rank()[2])
+    return torch.device(name)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _settings(cfg: EvalConfig, protocol: Protocol, inference: InferenceConfig, network: S3Network) -> dict[str, Any]:
+    return {
+        "dataset": cfg.dataset.name,
+        "model": network.cfg.name,
+        "weights": cfg.weights,
+        "protocol": protocol.as_dict(),
+        "inference": dataclasses.asdict(inference),
+    }
+
+
+def _prepare_run_dir(run_dir: Path, settings: dict[str, Any], resume: bool) -> None:
+    path = run_dir / SETTINGS_FILE
+    if resume and path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise RunFolderError(
+                f"{path}: this output folder holds a run with other settings ({', '.join(changed)} differ); "
+                "set output_dir or exp_id for a new run, or resume=false to start it over"
+            )
+    if not resume:
+        shutil.rmtree(run_dir / "progress", ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def _done_marker(run_dir: Path, video: EvalVideo) -> Path:
+    return run_dir / "progress" / f"{video.name}.done"
+
+
+def _resize_probabilities(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(prob.shape[-2:]) == size:
+        return prob
+    return F.interpolate(prob.unsqueeze(0), size=size, mode="bilinear", align_corners=False)[0]
+
+
+def evaluate_video(
+    video: EvalVideo,
+    network: S3Network,
+    inference: InferenceConfig,
+    protocol: Protocol,
+    cfg: EvalConfig,
+    run_dir: Path,
+) -> VideoStats:
+    """Run one video and write what it needs; the done marker is written last."""
+    device = next(network.parameters()).device
+    processor = VideoProcessor(network, inference)
+    overlays = OverlayWriter(run_dir / "Visualizations" / video.name) if cfg.visualize else None
+    burst_masks: dict[str, np.ndarray] = {}
+    seen: set[int] = set()
+    model_seconds = 0.0
+    start = time.perf_counter()
+    last = len(video.frames) - 1
+    for n, frame_path in enumerate(video.frames):
+        name = frame_path.stem
+        rgb = read_rgb(frame_path)
+        mask = video.input_mask(name)
+        mask_tensor = None
+        if mask is not None:
+            if mask.shape != rgb.shape[:2]:
+                mask = cv2.resize(mask.astype(np.int32), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            ids = [int(i) for i in np.unique(mask) if i != 0]
+            if protocol.use_all_masks:
+                check_new_objects(video, name, ids, seen)
+            seen.update(ids)
+            mask_tensor = torch.from_numpy(mask.astype(np.int64))
+        _sync(device)
+        tic = time.perf_counter()
+        prediction = processor.step(image_to_tensor(rgb), mask_tensor, end=n == last)
+        _sync(device)
+        model_seconds += time.perf_counter() - tic
+        if not video.saves(name):
+            continue
+        prob = _resize_probabilities(prediction.probabilities, video.output_size)
+        lookup = torch.tensor([0, *prediction.object_ids], dtype=torch.int64, device=prob.device)
+        id_mask = lookup[prob.argmax(dim=0)].cpu().numpy()
+        if video.burst_sequence is not None:
+            burst_masks[name] = id_mask
+        else:
+            write_prediction(run_dir / "Annotations" / video.name / f"{name}.png", id_mask)
+        if cfg.save_scores:
+            save_frame_scores(run_dir / SCORES_DIR / video.name / f"{name}.npz", prob.cpu().numpy(), prediction.object_ids)
+        if overlays is not None:
+            if rgb.shape[:2] != video.output_size:
+                rgb = cv2.resize(rgb, video.output_size[::-1], interpolation=cv2.INTER_AREA)
+            overlays.add(name, rgb, id_mask)
+    if overlays is not None:
+        overlays.close()
+    if video.burst_sequence is not None:
+        segmentations = burst_segmentations(burst_masks, video.burst_sequence["annotated_image_paths"])
+        path = run_dir / "burst" / f"{video.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(segmentations))
+    marker = _done_marker(run_dir, video)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return VideoStats(len(video.frames), model_seconds, time.perf_counter() - start)
+
+
+def _peak_memory(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+
+
+def _gather(report: RunReport, world: int, device: torch.device) -> None:
+    """Sum the counters over torchrun processes (peak memory: the maximum)."""
+    import torch.distributed as dist
+
+    totals = torch.tensor(
+        [report.videos_run, report.videos_skipped, report.frames, report.model_seconds, report.total_seconds],
+        dtype=torch.float64,
+        device=device,
+    )
+    dist.all_reduce(totals)
+    peak = torch.tensor([report.peak_memory_mib], dtype=torch.float64, device=device)
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    report.videos_run, report.videos_skipped, report.frames = (int(v) for v in totals[:3].tolist())
+    report.model_seconds, report.total_seconds = totals[3].item() / world, totals[4].item() / world
+    report.peak_memory_mib = peak.item()
+
+
+def _finalise(cfg: EvalConfig, videos: list[EvalVideo], run_dir: Path, report: RunReport) -> None:
+    dataset = cfg.dataset
+    names = [v.name for v in videos]
+    if dataset.submission == "burst_json":
+        assert dataset.burst_json is not None
+        per_video = {n: json.loads((run_dir / "burst" / f"{n}.json").read_text()) for n in names}
+        template = Path(dataset.burst_json)
+        template = template if template.is_absolute() else Path(dataset.root) / template
+        report.outputs.append(write_burst_predictions(template, per_video, run_dir / "predictions.json"))
+    elif dataset.submission != "none" and cfg.make_zip:
+        zip_path = run_dir / f"{cfg.exp_id}_{dataset.name}.zip"
+        report.outputs.append(make_zip(run_dir / "Annotations", names, dataset.submission, zip_path))
+    if not cfg.score or dataset.score_mode == "none":
+        return
+    gt_dir = Path(dataset.gt_dir or dataset.mask_dir)
+    gt_dir = gt_dir if gt_dir.is_absolute() else Path(dataset.root) / gt_dir
+    if not gt_dir.is_dir():
+        report.notes.append(f"not scored: no ground truth at {gt_dir}")
+        return
+    from s3.eval.scoring import evaluate_sequences, write_csvs
+
+    table = evaluate_sequences(
+        gt_dir, run_dir / "Annotations", names, dataset.score_mode, cfg.score_workers, cfg.progress
+    )
+    report.outputs.extend(write_csvs(table, run_dir, dataset.name))
+    report.scores = table.format()
+
+
+def run_evaluation(cfg: EvalConfig, network: S3Network, run_dir: Path) -> RunReport:
+    """Evaluate ``network`` on the preset of ``cfg``, writing into ``run_dir`` (see the module docstring)."""
+    protocol = cfg.protocol()
+    inference = cfg.inference_config()
+    videos = list_videos(cfg.dataset, protocol)
+    rank, world, _ = distributed_rank()
+    device = next(network.parameters()).device
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if rank == 0:
+        _prepare_run_dir(run_dir, _settings(cfg, protocol, inference, network), cfg.resume)
+    if world > 1:
+        dist.barrier()
+    report = RunReport(run_dir=run_dir, videos_total=len(videos))
+    mine = videos[rank::world]
+    todo = [v for v in mine if not (cfg.resume and _done_marker(run_dir, v).is_file())]
+    report.videos_skipped = len(mine) - len(todo)
+    bar = tqdm(todo, desc=cfg.dataset.name, unit="video", disable=not cfg.progress or rank != 0)
+    for video in bar:
+        stats = evaluate_video(video, network, inference, protocol, cfg, run_dir)
+        report.videos_run += 1
+        report.frames += stats.frames
+        report.model_seconds += stats.model_seconds
+        report.total_seconds += stats.total_seconds
+    report.peak_memory_mib, report.memory_kind = _peak_memory(device)
+    if world > 1:
+        _gather(report, world, device)
+        dist.barrier()
+    if rank == 0:
+        _finalise(cfg, videos, run_dir, report)
+    return report

@@ -1,0 +1,302 @@
+"""The streaming per-video inference engine: one :meth:`VideoProcessor.step` per frame.
+
+Per frame (``t`` counts calls to ``step``):
+
+1. the frame is downscaled so that its shorter side is at most ``max_internal_size`` and padded to
+   ``model.pad_multiple`` (with ``flip_aug``, the horizontally flipped copy joins the batch);
+2. tracked objects are segmented from memory, unless a given mask covers all of them: top-k pixel
+   memory readout, pixel fusion with the sensory memory and the last mask, the query transformer
+   with the object memory, then the decoder (the sensory memory is updated at staggered offsets
+   after each memory frame, and on every frame while a memory frame is overdue);
+3. a given mask is merged in: brand-new ids get new channels, given objects replace their
+   prediction, and every other object's probability is zeroed where the given mask is foreground;
+4. the frame is memorised when a mask was given, or ``mem_every`` frames after the last memory
+   frame — but not at ``end`` and, unless ``memorise_empty_frames``, not when no pixel is predicted
+   as a target (paper 4.1); a frame that is skipped leaves the next frame due;
+5. probabilities are cropped and resized back to the input size.
+
+The network owns no state; this class holds the pixel memory, object summaries, sensory memory and
+the last mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from s3.config.eval import InferenceConfig
+from s3.inference.memory_store import PixelMemory
+from s3.inference.object_manager import ObjectManager
+from s3.inference.object_memory import ObjectSummaryStore, SensoryStore
+from s3.model.layers import pad_to_multiple, soft_aggregate, unpad
+from s3.model.network import ImageFeatures, S3Network
+
+
+@dataclass
+class FramePrediction:
+    """The output of one step."""
+
+    probabilities: Tensor  # (K+1, H, W); channel 0 background, channel i+1 = object_ids[i]
+    object_ids: list[int]
+    memorised: bool  # whether this frame was written to memory
+
+    def id_mask(self) -> Tensor:
+        """Argmax as object ids: (H, W) int64, 0 = background."""
+        lookup = torch.tensor([0, *self.object_ids], dtype=torch.int64, device=self.probabilities.device)
+        return lookup[self.probabilities.argmax(dim=0)]
+
+    def probability_of(self, obj: int) -> Tensor:
+        """(H, W) probability of object ``obj``."""
+        return self.probabilities[self.object_ids.index(obj) + 1]
+
+
+def sensory_update_offsets(mem_every: int, stagger_updates: int) -> frozenset[int]:
+    """Frame offsets after a memory frame at which the decoder updates the sensory memory.
+
+    All of 1..mem_every when ``stagger_updates >= mem_every``, else ``stagger_updates`` evenly
+    spread offsets (mem_every 10, 5 updates -> {1, 3, 6, 8, 10}).
+    """
+    if stagger_updates >= mem_every:
+        return frozenset(range(1, mem_every + 1))
+    return frozenset(int(x) for x in np.round(np.linspace(1, mem_every, stagger_updates)))
+
+
+def internal_size(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """The processing size: the shorter side downscaled to ``max_size`` (never upscaled; -1: off)."""
+    shorter = min(height, width)
+    if max_size <= 0 or shorter <= max_size:
+        return height, width
+    scale = max_size / shorter
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def masks_from_input(
+    mask: Tensor, objects: Optional[Sequence[int]], size: tuple[int, int]
+) -> tuple[Tensor, list[int]]:
+    """A given mask as per-object soft masks (n, H, W) float and their ids.
+
+    ``mask`` is an index mask (H, W) of object ids (``objects`` defaults to its non-zero ids; a
+    listed id with no pixel means "absent here") or per-object masks (n, H, W) with ``objects`` the
+    n ids.
+    """
+    if tuple(mask.shape[-2:]) != tuple(size):
+        raise ValueError(f"VideoProcessor.step: mask size {tuple(mask.shape[-2:])} != image size {tuple(size)}")
+    if mask.dim() == 2:
+        ids = [int(i) for i in torch.unique(mask).tolist() if i != 0] if objects is None else [int(o) for o in objects]
+        stacked = torch.stack([(mask == i) for i in ids]).float() if ids else mask.new_zeros(0, *size).float()
+        return stacked, ids
+    if mask.dim() == 3:
+        if objects is None or len(objects) != mask.shape[0]:
+            raise ValueError("VideoProcessor.step: per-object masks (n, H, W) need `objects` with n ids")
+        return mask.float(), [int(o) for o in objects]
+    raise ValueError(f"VideoProcessor.step: mask must be (H, W) ids or (n, H, W) per object, got {tuple(mask.shape)}")
+
+
+class VideoProcessor:
+    """Streaming semi-supervised VOS over one video (see the module docstring)."""
+
+    def __init__(self, network: S3Network, config: InferenceConfig) -> None:
+        self.network = network.eval()
+        self.config = config
+        self.device = next(network.parameters()).device
+        self.objects = ObjectManager()
+        self.memory = PixelMemory(config)
+        self.summaries = ObjectSummaryStore()
+        self.sensory = SensoryStore()
+        self.sensory_offsets = sensory_update_offsets(config.mem_every, config.stagger_updates)
+        self.frame_index = -1
+        self.last_memory_index = 0
+        self.last_mask: Optional[Tensor] = None  # (V, K, H', W'), V = 2 with flip_aug else 1
+        self.padded_size: Optional[tuple[int, int]] = None
+        self._pads = (0, 0, 0, 0)  # (left, right, top, bottom) of the video's frames
+
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self.objects.ids)
+
+    # ------------------------------------------------------------------ public API
+    @torch.inference_mode()
+    def step(
+        self,
+        image: Tensor,
+        mask: Optional[Tensor] = None,
+        objects: Optional[Sequence[int]] = None,
+        *,
+        end: bool = False,
+        permanent: bool = False,
+    ) -> FramePrediction:
+        """Process the next frame.
+
+        image: (3, H, W) RGB, float in [0, 1] or uint8. mask: None, an index mask (H, W) of object
+        ids, or per-object soft masks (n, H, W) with ``objects`` naming them. ``end``: the last
+        frame (never memorised). ``permanent``: memorise this frame permanently (with a mask only).
+        Returns the probabilities (K+1, H, W) of all objects tracked after this frame.
+        """
+        self.frame_index += 1
+        image = self._check_image(image)
+        height, width = image.shape[-2:]
+        given: Optional[Tensor] = None
+        given_ids: list[int] = []
+        if mask is not None:
+            given, given_ids = masks_from_input(mask.to(self.device), objects, (height, width))
+        size = internal_size(height, width, self.config.max_internal_size)
+        image = self._prepare(image.unsqueeze(0), size)[0]
+        if given is not None:
+            given = self._prepare(given.unsqueeze(0), size)[0]
+        views = torch.stack([image, image.flip(-1)]) if self.config.flip_aug else image.unsqueeze(0)
+
+        with self._autocast():
+            features = self.network.encode_image(views)
+            key, shrinkage, selection = self.network.transform_key(features.f16)
+            assert shrinkage is not None and selection is not None
+            known = list(self.objects.ids)
+            if known and (mask is None or any(o not in given_ids for o in known)):
+                prob = self._merge_views(self._segment(features, key, selection))
+            else:
+                prob = _background_only(len(known), image.shape[-2:], image)
+            if given is not None:
+                new_ids = self.objects.add(given_ids)
+                self._extend_for_new_objects(new_ids, features)
+                prob = self._merge_given(prob, given, given_ids)
+            self.last_mask = self._as_views(prob[1:])
+
+            memorise = self._should_memorise(prob, mask is not None, end)
+            if memorise:
+                self._memorise(views, features, key, shrinkage, selection, permanent and mask is not None)
+
+        prob = unpad(prob, self._pads)
+        if prob.shape[-2:] != (height, width):
+            prob = F.interpolate(prob.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
+        return FramePrediction(prob.float(), self.object_ids, memorise)
+
+    def remove_objects(self, object_ids: Sequence[int]) -> None:
+        """Stop tracking ``object_ids`` and purge them from every memory."""
+        ids = [int(o) for o in object_ids]
+        kept = self.objects.remove(ids)
+        self.memory.remove_objects(ids)
+        self.summaries.remove(ids)
+        self.sensory.remove(ids)
+        if self.last_mask is not None:
+            self.last_mask = self.last_mask[:, kept]
+
+    # ------------------------------------------------------------------ steps
+    def _check_image(self, image: Tensor) -> Tensor:
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"VideoProcessor.step: image must be (3, H, W), got {tuple(image.shape)}")
+        if image.dtype == torch.uint8:
+            image = image.float() / 255
+        elif not image.is_floating_point():
+            raise ValueError(f"VideoProcessor.step: image must be float in [0, 1] or uint8, got {image.dtype}")
+        return image.to(self.device, torch.float32)
+
+    def _prepare(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Resize (1, C, H, W) to ``size`` (bilinear, antialiased; masks become soft) and pad; the first
+        call fixes the padded size of the video."""
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x, pads = pad_to_multiple(x, self.network.cfg.pad_multiple)
+        padded = tuple(x.shape[-2:])
+        if self.padded_size is None:
+            self.padded_size, self._pads = padded, pads
+        elif padded != self.padded_size:
+            raise ValueError(f"VideoProcessor.step: frame size changed within the video ({padded} != {self.padded_size})")
+        return x
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _segment(self, features: ImageFeatures, key: Tensor, selection: Tensor) -> Tensor:
+        """Segment all tracked objects from memory -> prob (V, K+1, H', W')."""
+        net, cfg = self.network, self.config
+        ids = self.objects.ids
+        views, _, h, w = features.pix_feat.shape
+        if any(o in self.memory.object_ids for o in ids):
+            readout = self.memory.read(key, selection, ids, cfg.top_k)
+        else:
+            readout = features.pix_feat.new_zeros(views, len(ids), net.cfg.value_dim, h, w)
+        sensory = self.sensory.read(ids)
+        assert self.last_mask is not None
+        pixel = net.fuse_pixel_readout(features.pix_feat, readout, sensory, self.last_mask, cfg.chunk_size)
+        summary_shape = features.pix_feat.new_zeros(views, net.cfg.query.num_queries, net.cfg.embed_dim + 1)
+        object_memory = self.summaries.read(ids, summary_shape)
+        # all objects at once: the query transformer's attention masks compare the objects
+        pixel, _ = net.read_object_queries(pixel, object_memory)
+        offset = self.frame_index - self.last_memory_index
+        update_sensory = offset in self.sensory_offsets or offset > cfg.mem_every
+        new_sensory, _, prob = net.segment(
+            features, pixel, sensory, chunk_size=cfg.chunk_size, update_sensory=update_sensory
+        )
+        if update_sensory:
+            self.sensory.write(new_sensory, ids)
+        return prob.float()
+
+    def _merge_views(self, prob: Tensor) -> Tensor:
+        """(V, K+1, H', W') -> (K+1, H', W'): the flipped view is flipped back and averaged in."""
+        if prob.shape[0] == 1:
+            return prob[0]
+        return (prob[0] + prob[1].flip(-1)) / 2
+
+    def _as_views(self, masks: Tensor) -> Tensor:
+        """(K, H', W') -> (V, K, H', W') with the flipped copy for the flipped view."""
+        return torch.stack([masks, masks.flip(-1)]) if self.config.flip_aug else masks.unsqueeze(0)
+
+    def _extend_for_new_objects(self, new_ids: list[int], features: ImageFeatures) -> None:
+        if not new_ids:
+            return
+        views, _, h, w = features.pix_feat.shape
+        self.sensory.ensure(new_ids, (views, self.network.cfg.sensory_dim, h, w), features.pix_feat)
+
+    def _merge_given(self, prob: Tensor, given: Tensor, given_ids: list[int]) -> Tensor:
+        """prob (K_old+1, H', W') over the objects tracked before this frame; given (n, H', W') for
+        ``given_ids`` -> prob (K+1, H', W') over all objects tracked now."""
+        num_old = prob.shape[0] - 1
+        objects = prob.new_zeros(len(self.objects), *prob.shape[-2:])
+        objects[:num_old] = prob[1:]
+        if given.shape[0]:
+            objects[:, given.sum(dim=0) > 0.5] = 0
+        for i, obj in enumerate(given_ids):
+            objects[self.objects.channel(obj)] = given[i]
+        return torch.softmax(soft_aggregate(objects.unsqueeze(0), dim=1), dim=1)[0]
+
+    def _should_memorise(self, prob: Tensor, mask_given: bool, end: bool) -> bool:
+        if end or not len(self.objects):
+            return False
+        if mask_given:
+            return True
+        if self.frame_index - self.last_memory_index < self.config.mem_every:
+            return False
+        return self.config.memorise_empty_frames or bool((prob.argmax(dim=0) > 0).any())
+
+    def _memorise(
+        self,
+        views: Tensor,
+        features: ImageFeatures,
+        key: Tensor,
+        shrinkage: Tensor,
+        selection: Tensor,
+        permanent: bool,
+    ) -> None:
+        ids = self.objects.ids
+        assert self.last_mask is not None
+        value, sensory, summaries = self.network.encode_mask(
+            views, features.pix_feat, self.sensory.read(ids), self.last_mask, chunk_size=self.config.chunk_size
+        )
+        self.memory.add(key, shrinkage, selection, value, ids, permanent=permanent)
+        self.summaries.add(summaries, ids)
+        self.sensory.write(sensory, ids)
+        self.last_memory_index = self.frame_index
+
+
+def _background_only(num_objects: int, size: torch.Size, like: Tensor) -> Tensor:
+    """(K+1, H, W) probabilities with everything on the background."""
+    prob = like.new_zeros(num_objects + 1, *size)
+    prob[0] = 1
+    return prob

@@ -1,0 +1,147 @@
+"""Video-level helpers: frame sources (image folders, video files) and forward/reverse propagation.
+
+    frames = open_frames("clip.mp4")                     # or a folder of JPEG/PNG frames
+    for index, prediction in propagate(network, config, frames, {40: mask}, reverse=True):
+        ...                                              # frames 40, 39, ..., 0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Protocol, Union
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from s3.config.eval import InferenceConfig
+from s3.data.frames import list_frames
+from s3.inference.processor import FramePrediction, VideoProcessor
+from s3.model.network import S3Network
+
+
+
+class FrameSource(Protocol):
+    """Random access to the RGB frames of one video."""
+
+    names: list[str]  # one name per frame (file stem, or the zero-padded index for video files)
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Frame ``index`` as (H, W, 3) uint8 RGB."""
+        ...
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path}: cannot read the image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class ImageFolder:
+    """The image files of a folder, in sorted file-name order."""
+
+    def __init__(self, folder: Union[str, Path]) -> None:
+        folder = Path(folder)
+        self.paths = list_frames(folder) if folder.is_dir() else []
+        if not self.paths:
+            raise ValueError(f"{folder}: no image frames ({', '.join(IMAGE_SUFFIXES)}) found")
+        self.names = [p.stem for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return read_rgb(self.paths[index])
+
+
+class VideoFile:
+    """The frames of a video file decoded with OpenCV; reading in order avoids seeking."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path)
+        self.capture = cv2.VideoCapture(str(self.path))
+        if not self.capture.isOpened():
+            raise ValueError(f"{self.path}: OpenCV cannot open this video")
+        count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count <= 0:
+            raise ValueError(f"{self.path}: the video reports no frames")
+        self.names = [f"{i:07d}" for i in range(count)]
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.path}: frame {index} is out of range (0..{len(self) - 1})")
+        if index != self._next:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = self.capture.read()
+        if not ok:
+            raise ValueError(f"{self.path}: cannot decode frame {index}")
+        self._next = index + 1
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def open_frames(path: Union[str, Path]) -> FrameSource:
+    """A folder of frames or a video file."""
+    path = Path(path)
+    if path.is_dir():
+        return ImageFolder(path)
+    if path.is_file():
+        return VideoFile(path)
+    raise ValueError(f"{path}: no such frame folder or video file")
+
+
+def image_to_tensor(rgb: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+
+
+def propagation_order(num_frames: int, start: int, stop: Optional[int], reverse: bool) -> list[int]:
+    """Frame indices from ``start`` towards ``stop`` (inclusive; default: the last frame, or frame 0
+    when ``reverse``)."""
+    if not 0 <= start < num_frames:
+        raise ValueError(f"propagate: start frame {start} is outside 0..{num_frames - 1}")
+    end = (0 if reverse else num_frames - 1) if stop is None else stop
+    if not 0 <= end < num_frames or (end > start if reverse else end < start):
+        raise ValueError(f"propagate: stop frame {end} is not {'before' if reverse else 'after'} start {start}")
+    return list(range(start, end - 1, -1)) if reverse else list(range(start, end + 1))
+
+
+def propagate(
+    network: S3Network,
+    config: InferenceConfig,
+    frames: FrameSource,
+    masks: Mapping[int, Union[Tensor, np.ndarray]],
+    start: Optional[int] = None,
+    stop: Optional[int] = None,
+    reverse: bool = False,
+    progress: bool = True,
+) -> Iterator[tuple[int, FramePrediction]]:
+    """Segment a video from an annotated frame onwards (or backwards with ``reverse``).
+
+    masks: frame index -> index mask (H, W) of object ids; the start frame (default: the first
+    annotated frame, or the last one when ``reverse``) must be one of them, and every other mask
+    met on the way adds or corrects objects. Yields (frame index, prediction) in processing order.
+    """
+    if not masks:
+        raise ValueError("propagate: at least one annotated frame is needed")
+    if start is None:
+        start = max(masks) if reverse else min(masks)
+    if start not in masks:
+        raise ValueError(f"propagate: start frame {start} has no mask (annotated frames: {sorted(masks)})")
+    order = propagation_order(len(frames), start, stop, reverse)
+    processor = VideoProcessor(network, config)
+    for n, index in enumerate(tqdm(order, desc="frames", unit="frame", disable=not progress, leave=False)):
+        mask = masks.get(index)
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(mask.astype(np.int64))
+        prediction = processor.step(image_to_tensor(frames[index]), mask, end=n == len(order) - 1)
+        yield index, prediction

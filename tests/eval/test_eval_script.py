@@ -1,0 +1,80 @@
+"""scripts/eval.py end to end on a tiny DAVIS-layout set with a random-weight s3_tiny, then
+scripts/merge_scores.py on two of its runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from conftest import REPO_ROOT
+from s3.config import load_model_config
+from s3.data.palette import read_mask
+from s3.model.build import build_network
+from tiny_datasets import HEIGHT, WIDTH, make_davis
+
+VIDEOS = {"bear": 5, "cows": 4}
+
+
+def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, f"scripts/{script}", *overrides], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_eval_script_writes_predictions_scores_and_visualisations(tmp_path: Path) -> None:
+    root, out = tmp_path / "davis", tmp_path / "run"
+    make_davis(root, VIDEOS)
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pth"
+    torch.save(build_network(load_model_config("s3_tiny")).state_dict(), weights)
+    args = ["model=s3_tiny", "dataset=synthetic", f"dataset.root={root}", f"output_dir={out}", f"weights={weights}",
+            "visualize=true", "save_scores=true", "threads=1", "progress=false"]
+    result = run("eval.py", *args)
+
+    for video, frames in VIDEOS.items():
+        written = sorted((out / "Annotations" / video).glob("*.png"))
+        assert [p.stem for p in written] == [f"{t:05d}" for t in range(frames)]
+        with Image.open(written[-1]) as png:
+            assert png.mode == "P" and png.size == (WIDTH, HEIGHT)
+        assert np.array_equal(read_mask(written[0]), read_mask(root / "Annotations/480p" / video / "00000.png"))
+        assert len(list((out / "Scores" / video).glob("*.npz"))) == frames
+        assert len(list((out / "Visualizations" / video).glob("*.jpg"))) == frames
+        capture = cv2.VideoCapture(str(out / "Visualizations" / f"{video}.mp4"))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+        capture.release()
+    assert "model-only FPS" in result.stdout and "end-to-end FPS" in result.stdout and "peak memory" in result.stdout
+    assert "J&F-Mean" in result.stdout
+    assert (out / "global_results-synthetic.csv").is_file() and (out / "per-sequence_results-synthetic.csv").is_file()
+    assert "random weights" not in result.stdout
+
+    # a second run (other memory schedule), then merge the two runs' scores into a test-dev style zip
+    second = tmp_path / "run_b"
+    run("eval.py", *[a for a in args if not a.startswith(("output_dir", "visualize"))], f"output_dir={second}",
+        "mem_every=2", "score=false")
+    merged = tmp_path / "merged"
+    run("merge_scores.py", f"runs=[{out},{second}]", f"output_dir={merged}", "layout=sequences_at_root")
+    with zipfile.ZipFile(merged / "merged.zip") as archive:
+        names = sorted(archive.namelist())
+    assert names == sorted(f"{v}/{t:05d}.png" for v, n in VIDEOS.items() for t in range(n))
+    # the first frame is the given mask in both runs, so the merge keeps it
+    assert np.array_equal(read_mask(merged / "Annotations/bear/00000.png"), read_mask(out / "Annotations/bear/00000.png"))
+
+
+def test_eval_script_refuses_ground_truth_feeding(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/eval.py", "model=s3_tiny", "dataset=davis17", "use_all_masks=true",
+         f"output_dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: use_all_masks=true on dataset davis17") and "Traceback" not in result.stderr

@@ -1,0 +1,189 @@
+"""The streaming processor: object ids, mask merging, memory schedule, flip, chunking, resizing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s3.config import load_model_config
+from s3.config.eval import InferenceConfig
+from s3.inference.processor import VideoProcessor, sensory_update_offsets
+from s3.model.build import build_network
+from s3.model.layers import soft_aggregate
+
+H, W = 40, 56
+
+
+@pytest.fixture(scope="module")
+def network():
+    """The random-weight tiny model; one intra-op thread (tiny tensors, shared cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield build_network(load_model_config("s3_tiny")).eval()
+    torch.set_num_threads(previous)
+
+
+def images(n: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, H, W, generator=g) for _ in range(n)]
+
+
+def index_mask(boxes: dict[int, tuple[int, int, int, int]]) -> torch.Tensor:
+    mask = torch.zeros(H, W, dtype=torch.int64)
+    for obj, (top, left, bottom, right) in boxes.items():
+        mask[top:bottom, left:right] = obj
+    return mask
+
+
+FIRST = index_mask({5: (2, 2, 20, 20), 17: (22, 30, 38, 54)})
+
+
+def test_sensory_update_offsets() -> None:
+    assert sensory_update_offsets(10, 5) == {1, 3, 6, 8, 10}
+    assert sensory_update_offsets(5, 5) == {1, 2, 3, 4, 5}
+    assert sensory_update_offsets(3, 8) == {1, 2, 3}
+
+
+def test_given_mask_is_returned_with_arbitrary_ids(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig())
+    out = processor.step(images(1)[0], FIRST)
+    assert out.object_ids == [5, 17] and out.probabilities.shape == (3, H, W)
+    assert torch.equal(out.id_mask(), FIRST)
+    assert out.memorised
+    torch.testing.assert_close(out.probabilities.sum(0), torch.ones(H, W))
+
+
+def test_memory_schedule_and_end_frame(network) -> None:
+    config = InferenceConfig(mem_every=3, memorise_empty_frames=True)
+    processor = VideoProcessor(network, config)
+    frames = images(8)
+    flags = [processor.step(frames[0], FIRST).memorised]
+    flags += [processor.step(f, end=i == 6).memorised for i, f in enumerate(frames[1:])]
+    assert flags == [True, False, False, True, False, False, True, False]
+    processor = VideoProcessor(network, config)
+    processor.step(frames[0], FIRST)
+    assert not processor.step(frames[1], index_mask({5: (0, 0, 5, 5)}), end=True).memorised
+
+
+def test_frames_without_a_target_are_not_memorised(network, monkeypatch) -> None:
+    frames = images(4)
+    for memorise_empty, expected in ((False, [True, False, False, False]), (True, [True, True, True, True])):
+        processor = VideoProcessor(network, InferenceConfig(mem_every=1, memorise_empty_frames=memorise_empty))
+        flags = [processor.step(frames[0], FIRST).memorised]
+
+        def empty_prediction(features, key, selection, processor=processor):
+            views, _, h, w = features.pix_feat.shape
+            prob = torch.zeros(views, len(processor.objects) + 1, 16 * h, 16 * w)
+            prob[:, 0] = 1
+            return prob
+
+        monkeypatch.setattr(processor, "_segment", empty_prediction)
+        flags += [processor.step(f).memorised for f in frames[1:]]
+        assert flags == expected
+
+
+def test_new_object_mid_video_is_merged_into_its_own_channel(network) -> None:
+    """Reference computation of the merge (regression for the reference code's tmp_id + 1 index).
+    A soft given mask (0.6) keeps the other objects' share visible in the result."""
+    frames = images(4)
+    plain, merged = VideoProcessor(network, InferenceConfig()), VideoProcessor(network, InferenceConfig())
+    for processor in (plain, merged):
+        processor.step(frames[0], FIRST)
+        processor.step(frames[1])
+    predicted = plain.step(frames[2]).probabilities
+    region = index_mask({1: (10, 10, 30, 40)}) == 1
+    soft = (0.6 * region.float()).unsqueeze(0)  # (1, H, W) per-object mask for object 9
+    out = merged.step(frames[2], soft, objects=[9])
+    assert out.object_ids == [5, 17, 9]
+
+    objects = torch.cat([predicted[1:], soft])
+    objects[:2, region] = 0  # given foreground: the other objects' predictions are dropped there
+    expected = torch.softmax(soft_aggregate(objects.unsqueeze(0), dim=1), dim=1)[0]
+    torch.testing.assert_close(out.probabilities, expected, atol=1e-5, rtol=1e-4)
+    assert torch.all(out.id_mask()[region] == 9)
+    assert [b.object_ids for b in merged.memory.buckets] == [[5, 17], [9]]
+
+    follow = merged.step(frames[3])
+    assert follow.object_ids == [5, 17, 9] and follow.probabilities.shape == (4, H, W)
+
+
+def test_a_given_mask_corrects_an_existing_object(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig())
+    frames = images(3)
+    processor.step(frames[0], FIRST)
+    correction = index_mask({17: (0, 0, 10, 10)})
+    out = processor.step(frames[1], correction, objects=[17])
+    assert out.object_ids == [5, 17]
+    assert torch.all(out.probability_of(17)[correction == 17] > 0.99)
+    assert torch.all(out.probability_of(17)[correction == 0] < 1e-3)  # the given mask replaces the prediction
+    assert len(processor.memory.buckets) == 1  # no new bucket for a known object
+
+
+def test_removing_an_object_purges_it(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig(mem_every=1))
+    frames = images(4)
+    processor.step(frames[0], FIRST)
+    processor.step(frames[1])
+    processor.remove_objects([5])
+    out = processor.step(frames[2])
+    assert out.object_ids == [17] and out.probabilities.shape == (2, H, W)
+    assert processor.memory.object_ids == [17]
+    assert set(processor.summaries.sums) == {17} and set(processor.sensory.states) == {17}
+    assert processor.memory.buckets[0].working.values.shape[1] == 1
+    with pytest.raises(KeyError, match="untracked"):
+        processor.remove_objects([5])
+    processor.remove_objects([17])
+    empty = processor.step(frames[3])
+    assert empty.object_ids == [] and torch.all(empty.probabilities[0] == 1)
+
+
+def test_flip_averages_the_two_views(network) -> None:
+    """With flip_aug each view keeps its own memory; a segmented frame is the mean of the plain
+    prediction and the un-flipped prediction on the mirrored video."""
+    frames = images(2)
+    flip, plain, mirror = (VideoProcessor(network, InferenceConfig(flip_aug=f)) for f in (True, False, False))
+    flip.step(frames[0], FIRST)
+    plain.step(frames[0], FIRST)
+    mirror.step(frames[0].flip(-1), FIRST.flip(-1))
+    expected = (plain.step(frames[1]).probabilities + mirror.step(frames[1].flip(-1)).probabilities.flip(-1)) / 2
+    torch.testing.assert_close(flip.step(frames[1]).probabilities, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_chunking_does_not_change_the_result(network) -> None:
+    frames = images(4)
+    mask = index_mask({1: (0, 0, 10, 10), 2: (12, 12, 25, 30), 3: (28, 30, 40, 56)})
+    outputs = []
+    for chunk_size in (-1, 1, 2):
+        processor = VideoProcessor(network, InferenceConfig(chunk_size=chunk_size, mem_every=2))
+        outputs.append([processor.step(f, mask if t == 0 else None).probabilities for t, f in enumerate(frames)])
+    for other in outputs[1:]:
+        for a, b in zip(outputs[0], other):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_max_internal_size_processes_smaller_and_answers_at_full_size(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig(max_internal_size=20))
+    big = torch.rand(3, 80, 120)
+    mask = torch.zeros(80, 120, dtype=torch.int64)
+    mask[10:50, 20:90] = 4
+    out = processor.step(big, mask)
+    assert processor.padded_size == (32, 32)  # 80x120 -> 20x30 -> padded to 32x32
+    assert out.probabilities.shape == (2, 80, 120)
+    agreement = (out.id_mask() == mask).float().mean()
+    assert agreement > 0.97  # boundary pixels blur through the 4x round trip
+    assert processor.step(torch.rand(3, 80, 120)).probabilities.shape == (2, 80, 120)
+
+
+def test_bad_inputs_fail_with_a_message(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig())
+    with pytest.raises(ValueError, match="image must be"):
+        processor.step(torch.rand(H, W))
+    with pytest.raises(ValueError, match="mask size"):
+        processor.step(torch.rand(3, H, W), torch.zeros(H + 1, W, dtype=torch.int64))
+    with pytest.raises(ValueError, match="need `objects`"):
+        processor.step(torch.rand(3, H, W), torch.zeros(2, H, W))
+    processor = VideoProcessor(network, InferenceConfig())
+    processor.step(torch.rand(3, H, W), FIRST)
+    with pytest.raises(ValueError, match="frame size changed"):
+        processor.step(torch.rand(3, 100, 100))
