@@ -1,6 +1,6 @@
 """The assembled network: shapes for every per-frame operation, padding, and a 3-frame
-training-style forward/backward (frozen ViT without gradients or graph, every trainable
-parameter with a gradient)."""
+training forward/backward (s3.train.recurrent): the frozen ViT gets no gradient and keeps no
+graph, every trainable parameter gets a gradient."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from s3.config import load_model_config
 from s3.model.layers import pad_to_multiple, unpad
 from s3.model.network import S3Network
+from s3.train.recurrent import RecurrentClipModel
 
 
 @pytest.fixture(scope="module")
@@ -86,51 +87,6 @@ def test_odd_sizes_are_padded_then_cropped_back(tiny: S3Network) -> None:
         tiny.encode_image(image)
 
 
-def training_clip_loss(net: S3Network, frames: torch.Tensor, first_masks: torch.Tensor) -> torch.Tensor:
-    """A 3-frame recurrent forward as in training: memorise frame 0 with the given masks, then
-    segment frames 1.. from all earlier frames (full softmax), memorising each prediction."""
-    b, t = frames.shape[:2]
-    n = first_masks.shape[1]
-    flat = frames.flatten(0, 1)
-    f = net.encode_image(flat)
-    key, shrinkage, selection = net.transform_key(f.f16)
-
-    def at(x: torch.Tensor, i: int) -> torch.Tensor:
-        return x.view(b, t, *x.shape[1:])[:, i]
-
-    def features_at(i: int):
-        return type(f)(f16=at(f.f16, i), f8=at(f.f8, i), f4=at(f.f4, i), pix_feat=at(f.pix_feat, i))
-
-    f0 = features_at(0)
-    sensory = net.zero_sensory(f0, n)
-    value, sensory, summaries = net.encode_mask(frames[:, 0], f0.pix_feat, sensory, first_masks)
-    values, keys, shrinks, objs = [value], [at(key, 0)], [at(shrinkage, 0)], [summaries]
-    last_mask = first_masks
-    loss = torch.zeros(())
-    for i in range(1, t):
-        fi = features_at(i)
-        readout, _ = net.read_pixel_memory(
-            at(key, i),
-            at(selection, i),
-            torch.stack(keys, 2).flatten(2),
-            torch.stack(shrinks, 2).flatten(2),
-            torch.stack(values, 4).flatten(3),
-        )
-        pixel = net.fuse_pixel_readout(fi.pix_feat, readout, sensory, last_mask)
-        pixel, aux = net.read_object_queries(pixel, torch.stack(objs, 2), need_aux=True)
-        aux_out = net.compute_aux(fi.pix_feat, sensory, aux)
-        sensory, logits, prob = net.segment(fi, pixel, sensory)
-        loss = loss + logits.square().mean() + aux_out["sensory_logits"].mean() + aux_out["query_logits"].mean()
-        last_mask = prob[:, 1:]
-        if i < t - 1:
-            value, sensory, summaries = net.encode_mask(frames[:, i], fi.pix_feat, sensory, last_mask)
-            values.append(value)
-            keys.append(at(key, i))
-            shrinks.append(at(shrinkage, i))
-            objs.append(summaries)
-    return loss
-
-
 def test_three_frame_training_forward_backward() -> None:
     torch.manual_seed(0)
     net = S3Network(load_model_config("s3_tiny"))
@@ -145,8 +101,11 @@ def test_three_frame_training_forward_backward() -> None:
     for block in vit.blocks:
         block.register_forward_hook(lambda m, i, o: saved_vit_outputs.append(o))
     frames = torch.rand(2, 3, 3, 64, 64)
-    masks = random_masks(2, 2, 64, 64)
-    loss = training_clip_loss(net, frames, masks)
+    first_labels = torch.randint(0, 3, (2, 64, 64))
+    clip_model = RecurrentClipModel(net, num_ref_frames=3, deep_update_prob=1.0)
+    out = clip_model(frames, first_labels, torch.ones(2, 2), torch.Generator().manual_seed(0))
+    assert out.logits.shape == (2, 2, 3, 64, 64)  # frames 1 and 2, background + 2 objects
+    loss = out.logits.square().mean() + out.sensory_logits.mean() + out.query_logits.mean()
     loss.backward()
     assert not vit.training
     assert saved_vit_outputs and all(o.grad_fn is None and not o.requires_grad for o in saved_vit_outputs)

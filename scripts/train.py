@@ -1,0 +1,34 @@
+"""Train S3 (or a baseline) with the stages of a recipe; see configs/train.yaml for every key.
+
+    python scripts/train.py data=davis_ytvos                      # the paper's recipe, one process
+    torchrun --nproc_per_node=8 scripts/train.py data=mega        # DDP; train.stages.*.batch_size is global
+    python scripts/train.py recipe=reference                      # the authors' code's values
+    python scripts/train.py recipe=cutie                          # cutie_base: static pre-training, then video
+    python scripts/train.py train.exp_id=NAME train.resume=auto   # continue an interrupted run
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from s3.config import register_configs, to_model_config
+from s3.config.train import to_train_config
+from s3.train.trainer import Trainer
+
+register_configs()
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    trainer = Trainer(
+        to_model_config(cfg.model),
+        to_train_config(cfg.train),
+        cfg.data,
+        run_config=OmegaConf.to_yaml(cfg, resolve=True),
+    )
+    trainer.fit()
+
+
+if __name__ == "__main__":
+    main()
