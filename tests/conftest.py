@@ -60,3 +60,17 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     diff = (actual.double() - expected.double()).abs().max().item()
     assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol:.1g}"
+
+
+@pytest.fixture(scope="module")
+def network():
+    """The random-weight ``s3_tiny`` network in eval mode, with one intra-op thread (tiny tensors
+    on shared cores run faster single-threaded)."""
+    from s3.config import load_model_config
+    from s3.model.build import build_network
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield build_network(load_model_config("s3_tiny")).eval()
+    torch.set_num_threads(previous)

@@ -63,7 +63,8 @@ class RunReport:
     peak_memory_mib: float = 0.0
     memory_kind: str = ""
     outputs: list[Path] = field(default_factory=list)
-    scores: Optional[str] = None
+    scores: Optional[str] = None  # the readable score table
+    global_metrics: Optional[dict[str, float]] = None  # J&F-Mean, J-Mean, ... in [0, 1]
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -264,6 +265,7 @@ def _finalise(cfg: EvalConfig, videos: list[EvalVideo], run_dir: Path, report: R
     )
     report.outputs.extend(write_csvs(table, run_dir, dataset.name))
     report.scores = table.format()
+    report.global_metrics = table.global_metrics()
 
 
 def run_evaluation(cfg: EvalConfig, network: S3Network, run_dir: Path) -> RunReport:

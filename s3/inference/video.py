@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from s3.config.eval import InferenceConfig
-from s3.data.frames import list_frames
+from s3.data.frames import IMAGE_SUFFIXES, list_frames
 from s3.inference.processor import FramePrediction, VideoProcessor
 from s3.model.network import S3Network
 

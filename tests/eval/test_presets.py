@@ -11,10 +11,9 @@ from typing import Callable, Optional
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from s3.config import compose, load_model_config
+from s3.config import compose
 from s3.config.eval import EvalConfig, to_eval_config
 from s3.config.validation import ConfigError
 from s3.data.palette import read_mask
@@ -22,7 +21,6 @@ from s3.data.rle import rle_decode
 from s3.eval.datasets import DatasetError, list_videos
 from s3.eval.ensemble import merge_frame
 from s3.inference.evaluation import RunFolderError, run_evaluation
-from s3.model.build import build_network
 from tiny_datasets import (
     HEIGHT,
     WIDTH,
@@ -150,16 +148,6 @@ def eval_config(name: str, root: Path, out: Path, extra: list[str] = ()) -> Eval
     cfg = compose("eval", [f"dataset={name}", "model=s3_tiny", f"dataset.root={root}", f"output_dir={out}",
                            "progress=false", *extra])
     return to_eval_config(cfg)
-
-
-@pytest.fixture(scope="module")
-def network():
-    """The random-weight tiny model; one intra-op thread (tiny tensors, shared cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield build_network(load_model_config("s3_tiny")).eval()
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -5,23 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s3.config import load_model_config
 from s3.config.eval import InferenceConfig
 from s3.inference.processor import VideoProcessor, sensory_update_offsets
-from s3.model.build import build_network
 from s3.model.layers import soft_aggregate
 
 H, W = 40, 56
-
-
-@pytest.fixture(scope="module")
-def network():
-    """The random-weight tiny model; one intra-op thread (tiny tensors, shared cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield build_network(load_model_config("s3_tiny")).eval()
-    torch.set_num_threads(previous)
 
 
 def images(n: int, seed: int = 0) -> list[torch.Tensor]:

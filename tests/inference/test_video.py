@@ -9,22 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from s3.config import load_model_config
 from s3.config.eval import InferenceConfig
 from s3.inference.video import ImageFolder, VideoFile, open_frames, propagate, propagation_order
-from s3.model.build import build_network
 
 H, W, N = 32, 48, 8
-
-
-@pytest.fixture(scope="module")
-def network():
-    """The random-weight tiny model; one intra-op thread (tiny tensors, shared cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield build_network(load_model_config("s3_tiny")).eval()
-    torch.set_num_threads(previous)
 
 
 def synthetic_frames() -> list[np.ndarray]:

@@ -1,0 +1,174 @@
+"""The zero-download quickstart behind ``scripts/quickstart.py``.
+
+1. Generate the synthetic DAVIS-layout videos (``s3.data.synthetic``) unless they are there.
+2. Train ``s3_tiny`` on their train split with ``recipe=quickstart`` (``s3.train``).
+3. Evaluate the trained weights on the held-out val split with the ``synthetic`` preset
+   (``s3.inference.evaluation``): palette PNGs, a zip, overlays and mp4s, J&F.
+4. Score the trivial baseline that copies the first-frame mask to every frame with the same scorer.
+
+Every step is resumable: an existing dataset is reused, training continues from its latest
+checkpoint, and evaluation skips finished videos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from s3.config import compose, to_dataclass, to_model_config
+from s3.config.eval import to_eval_config
+from s3.config.synthetic import SyntheticConfig
+from s3.config.train import to_train_config
+from s3.config.validation import ConfigError, check_positive
+from s3.data.frames import list_frames
+from s3.data.palette import read_mask
+from s3.data.synthetic import generate_dataset, prepare_root
+from s3.eval.scoring import evaluate_sequences
+from s3.eval.submission import write_prediction
+from s3.inference.evaluation import RunReport, run_evaluation, select_device
+from s3.model.build import build_network
+from s3.train.checkpointing import weights_path
+from s3.train.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class QuickstartConfig:
+    data_root: str = "data"
+    output_dir: str = "outputs/quickstart"
+    iterations: int = 700
+    threads: int = 2
+    visualize: bool = True
+    resume: bool = True
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the generated videos
+
+    def __post_init__(self) -> None:
+        check_positive("iterations", self.iterations)
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+
+
+@dataclass
+class QuickstartReport:
+    model_jf: float  # J&F-Mean of the trained model on the val videos, in [0, 1]
+    baseline_jf: float  # J&F-Mean of copying the first-frame mask
+    evaluation: RunReport
+    train_seconds: float
+    eval_seconds: float
+    weights: Path
+
+    def format(self) -> str:
+        return "\n".join(
+            [
+                self.evaluation.format(),
+                "",
+                f"trained weights: {self.weights}",
+                f"training {self.train_seconds / 60:.1f} min, evaluation {self.eval_seconds / 60:.1f} min",
+                f"J&F on the synthetic val videos: s3_tiny {100 * self.model_jf:.1f}  |  "
+                f"copy-first-frame baseline {100 * self.baseline_jf:.1f}",
+            ]
+        )
+
+
+def _dataset(cfg: QuickstartConfig) -> Path:
+    root = Path(cfg.data_root) / "synthetic"
+    if prepare_root(root, cfg.synthetic):
+        logger.info("generating the synthetic videos in %s", root)
+        generate_dataset(root, cfg.synthetic)
+    else:
+        logger.info("using the synthetic videos in %s", root)
+    return root
+
+
+def _train(cfg: QuickstartConfig, run_dir: Path) -> Path:
+    overrides = [
+        "model=s3_tiny",
+        "data=synthetic",
+        "recipe=quickstart",
+        f"data.root={cfg.data_root}",
+        f"train.run_dir={run_dir}",
+        f"train.stages.0.num_iterations={cfg.iterations}",
+        f"train.threads={cfg.threads}",
+        f"train.resume={'auto' if cfg.resume else 'none'}",
+    ]
+    composed = compose("train", overrides)
+    trainer = Trainer(
+        to_model_config(composed.model),
+        to_train_config(composed.train),
+        composed.data,
+        run_config=OmegaConf.to_yaml(composed, resolve=True),
+    )
+    trainer.fit()
+    return weights_path(run_dir, "main")
+
+
+def _evaluate(cfg: QuickstartConfig, data_root: Path, weights: Path, out: Path) -> RunReport:
+    composed = compose(
+        "eval",
+        [
+            "model=s3_tiny",
+            "dataset=synthetic",
+            f"dataset.root={data_root}",
+            "dataset.submission=sequences_at_root",
+            f"weights={weights}",
+            f"output_dir={out}",
+            "exp_id=quickstart",
+            f"visualize={str(cfg.visualize).lower()}",
+            f"resume={str(cfg.resume).lower()}",
+            f"threads={cfg.threads}",
+        ],
+    )
+    eval_cfg = to_eval_config(composed)
+    model_cfg = dataclasses.replace(to_model_config(composed.model), weights=str(weights))
+    network = build_network(model_cfg).to(select_device(eval_cfg.device))
+    return run_evaluation(eval_cfg, network, out)
+
+
+def copy_first_frame_baseline(image_dir: Path, mask_dir: Path, videos: list[str], out: Path) -> None:
+    """Write, for every frame of every video, the first frame's ground-truth mask as the prediction."""
+    for video in videos:
+        first = read_mask(sorted((mask_dir / video).glob("*.png"))[0])
+        for frame in list_frames(image_dir / video):
+            write_prediction(out / video / f"{frame.stem}.png", first)
+
+
+def run_quickstart(cfg: QuickstartConfig) -> QuickstartReport:
+    out = Path(cfg.output_dir)
+    data_root = _dataset(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    start = time.perf_counter()
+    weights = _train(cfg, out / "train")
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    evaluation = _evaluate(cfg, data_root, weights, out / "eval")
+    eval_seconds = time.perf_counter() - start
+    if evaluation.global_metrics is None:
+        raise RuntimeError(f"the evaluation produced no scores ({'; '.join(evaluation.notes)})")
+
+    videos = (data_root / "ImageSets/2017/val.txt").read_text().split()
+    image_dir, mask_dir = data_root / "JPEGImages/480p", data_root / "Annotations/480p"
+    copy_first_frame_baseline(image_dir, mask_dir, videos, out / "baseline")
+    baseline = evaluate_sequences(mask_dir, out / "baseline", videos, mode="davis", progress=False)
+    return QuickstartReport(
+        model_jf=evaluation.global_metrics["J&F-Mean"],
+        baseline_jf=baseline.global_metrics()["J&F-Mean"],
+        evaluation=evaluation,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        weights=weights,
+    )
+
+
+def to_quickstart_config(node: DictConfig | dict[str, Any]) -> QuickstartConfig:
+    return to_dataclass(node, QuickstartConfig, "quickstart")

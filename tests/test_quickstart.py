@@ -1,0 +1,60 @@
+"""The quickstart pipeline end to end on a very small synthetic set (quality is measured by
+running scripts/quickstart.py itself; the README gives the figures)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s3.config.synthetic import SplitSizes, SyntheticConfig
+from s3.data.palette import read_mask
+from s3.quickstart import QuickstartConfig, copy_first_frame_baseline, run_quickstart
+
+
+def test_quickstart_generates_trains_evaluates_and_scores_the_baseline(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    synthetic = SyntheticConfig(num_videos=SplitSizes(train=2, val=2), num_frames=[8, 8], frame_size=[128, 160])
+    cfg = QuickstartConfig(
+        data_root=str(tmp_path / "data"),
+        output_dir=str(tmp_path / "out"),
+        iterations=2,
+        threads=1,
+        synthetic=synthetic,
+    )
+    try:
+        report = run_quickstart(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "out"
+    assert report.weights == out / "train" / "weights" / "main.pth" and report.weights.is_file()
+    assert 0.0 <= report.model_jf <= 1.0 and 0.0 <= report.baseline_jf <= 1.0
+    videos = (tmp_path / "data/synthetic/ImageSets/2017/val.txt").read_text().split()
+    with zipfile.ZipFile(out / "eval" / "quickstart_synthetic.zip") as archive:
+        names = archive.namelist()
+    assert sorted({n.split("/")[0] for n in names}) == sorted(videos)  # sequence folders at the root
+    assert all((out / "eval" / f"{v}.mp4").is_file() or any((out / "eval").rglob(f"{v}.mp4")) for v in videos)
+    assert (out / "eval" / "global_results-synthetic.csv").is_file()
+    assert "copy-first-frame baseline" in report.format()
+
+    # resuming does nothing new and gives the same scores
+    again = run_quickstart(cfg)
+    torch.set_num_threads(threads)
+    assert again.model_jf == report.model_jf and again.baseline_jf == report.baseline_jf
+
+
+def test_copy_first_frame_baseline_repeats_the_first_mask(tmp_path: Path) -> None:
+    from s3.data.synthetic import generate_dataset
+
+    root = tmp_path / "synthetic"
+    generate_dataset(root, SyntheticConfig(num_videos=SplitSizes(train=0, val=1), num_frames=[8, 8], frame_size=[64, 96]), progress=False)
+    video = (root / "ImageSets/2017/val.txt").read_text().split()[0]
+    copy_first_frame_baseline(root / "JPEGImages/480p", root / "Annotations/480p", [video], tmp_path / "pred")
+    predicted = sorted((tmp_path / "pred" / video).glob("*.png"))
+    truth = sorted((root / "Annotations/480p" / video).glob("*.png"))
+    assert [p.name for p in predicted] == [p.name for p in truth]
+    first = read_mask(truth[0])
+    assert all(np.array_equal(read_mask(p), first) for p in predicted)
+    assert not all(np.array_equal(read_mask(t), first) for t in truth)  # the objects do move
