@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
 
+from s3.config import load_model_config
+from s3.model.build import build_network
+from s3.model.network import S3Network
 from s3.model.state_dict import CheckpointError
 from s3.train import checkpointing
 from s3.train.checkpointing import (
@@ -19,7 +23,9 @@ from s3.train.checkpointing import (
     load_checkpoint,
     prune_checkpoints,
     restore_rng_state,
+    weights_path,
 )
+from s3.train.trainer import Trainer
 
 
 def test_atomic_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -87,3 +93,19 @@ def test_unreadable_or_foreign_files_are_one_line_errors(tmp_path: Path) -> None
     torch.save({"weights": torch.ones(1)}, tmp_path / "weights.pth")
     with pytest.raises(CheckpointError, match="is not a training checkpoint"):
         load_checkpoint(tmp_path / "weights.pth")
+
+
+def test_weights_file_leaves_out_a_vit_that_its_backbone_file_provides(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    vit_file = tmp_path / "tiny_vit.pth"
+    torch.save(S3Network(load_model_config("s3_tiny")).pixel_encoder.vit.state_dict(), vit_file)
+    backbone = [f"model.backbone.weights={vit_file}", "model.backbone.weights_format=timm"]
+    run_dir = tmp_path / "run"
+    cfg = tiny_train_config(run_dir, [tiny_stage(num_iterations=1)])
+    Trainer(load_model_config("s3_tiny", backbone), cfg, TEST_DATA_NODE, "run: vit\n", SquaresBuilder(length=4)).fit()
+    weights = torch.load(weights_path(run_dir, "main"), weights_only=True)
+    assert weights and not any(k.startswith("pixel_encoder.vit.") for k in weights)
+    # evaluation rebuilds the ViT from its own file and takes everything else from the weights file
+    rebuilt = build_network(load_model_config("s3_tiny", [*backbone, f"model.weights={weights_path(run_dir, 'main')}"]))
+    state = rebuilt.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
