@@ -317,6 +317,9 @@ class Trainer:
         self.stop.install()
         try:
             return self._fit(ctx, writer)
+        except (ConfigError, CheckpointError) as err:  # a bad setting or file: one line is the whole story
+            logger.error("training stopped: %s", err)
+            raise
         except Exception:
             logger.exception("training failed")
             raise
