@@ -149,3 +149,29 @@ def test_reference_rules_leave_our_names_alone(s3_vitb: S3Network) -> None:
     ours = list(s3_vitb.state_dict())
     assert not is_reference_layout(dict.fromkeys(ours, torch.zeros(1)))
     assert reference_to_ours(dict.fromkeys(ours, 0)) == dict.fromkeys(ours, 0)
+
+
+def test_convert_checkpoint_script_writes_our_layout(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    checkpoint = synthetic_reference_checkpoint()
+    src, out = tmp_path / "official.pth", tmp_path / "ours.pth"
+    torch.save(checkpoint, src)
+    result = subprocess.run(
+        [sys.executable, "scripts/convert_checkpoint.py", f"src={src}", f"out={out}", "drop_vit=true"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(reference layout)" in result.stdout
+    converted = torch.load(out, weights_only=True)
+    assert not any(k.startswith("pixel_encoder.vit.") for k in converted)
+    expected = {reference_key_to_ours(k): v for k, v in checkpoint.items() if ".vit_module." not in k}
+    assert converted.keys() == expected.keys()
+    assert all(torch.equal(converted[k], v) for k, v in expected.items())
+    assert not is_reference_layout(converted)
