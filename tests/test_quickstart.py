@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from s3.config.synthetic import SplitSizes, SyntheticConfig
@@ -58,3 +59,17 @@ def test_copy_first_frame_baseline_repeats_the_first_mask(tmp_path: Path) -> Non
     first = read_mask(truth[0])
     assert all(np.array_equal(read_mask(p), first) for p in predicted)
     assert not all(np.array_equal(read_mask(t), first) for t in truth)  # the objects do move
+
+
+@pytest.mark.slow
+def test_quickstart_defaults_really_learn(tmp_path: Path) -> None:
+    """The README's claim (about 10 minutes on 2 CPU cores): J&F >= 70 on the synthetic val videos
+    and at least 15 points above copying the first-frame mask."""
+    threads = torch.get_num_threads()
+    try:
+        report = run_quickstart(QuickstartConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out")))
+    finally:
+        torch.set_num_threads(threads)
+    assert report.model_jf >= 0.70
+    assert report.model_jf >= report.baseline_jf + 0.15
+    assert report.baseline_jf < 0.5
