@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from s3.config import compose, to_dataclass, to_model_config
 from s3.config.eval import to_eval_config
 from s3.config.synthetic import SyntheticConfig
-from s3.config.train import to_train_config
 from s3.config.validation import ConfigError, check_positive
 from s3.data.frames import list_frames
 from s3.data.palette import read_mask
@@ -35,7 +34,7 @@ from s3.eval.submission import write_prediction
 from s3.inference.evaluation import RunReport, run_evaluation, select_device
 from s3.model.build import build_network
 from s3.train.checkpointing import weights_path
-from s3.train.trainer import Trainer
+from s3.train.trainer import train_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +98,7 @@ def _train(cfg: QuickstartConfig, run_dir: Path) -> Path:
         f"train.threads={cfg.threads}",
         f"train.resume={'auto' if cfg.resume else 'none'}",
     ]
-    composed = compose("train", overrides)
-    trainer = Trainer(
-        to_model_config(composed.model),
-        to_train_config(composed.train),
-        composed.data,
-        run_config=OmegaConf.to_yaml(composed, resolve=True),
-    )
-    trainer.fit()
+    train_from_config(compose("train", overrides))
     return weights_path(run_dir, "main")
 
 

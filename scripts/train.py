@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from s3.config import ConfigError, register_configs, to_model_config
-from s3.config.train import to_train_config
+from s3.config import ConfigError, register_configs
 from s3.model.state_dict import CheckpointError
-from s3.train.trainer import Trainer
+from s3.train.trainer import train_from_config
 
 register_configs()
 
@@ -23,13 +22,7 @@ register_configs()
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        trainer = Trainer(
-            to_model_config(cfg.model),
-            to_train_config(cfg.train),
-            cfg.data,
-            run_config=OmegaConf.to_yaml(cfg, resolve=True),
-        )
-        trainer.fit()
+        train_from_config(cfg)
     except (ConfigError, CheckpointError) as err:  # bad config or weight file: one line, no traceback
         raise SystemExit(f"error: {err}") from None
 

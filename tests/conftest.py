@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -62,15 +63,29 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what
     assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol:.1g}"
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """One intra-op thread: tiny tensors on shared cores run far faster single-threaded."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    with single_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def network():
-    """The random-weight ``s3_tiny`` network in eval mode, with one intra-op thread (tiny tensors
-    on shared cores run faster single-threaded)."""
+    """The random-weight ``s3_tiny`` network in eval mode, run with one intra-op thread."""
     from s3.config import load_model_config
     from s3.model.build import build_network
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield build_network(load_model_config("s3_tiny")).eval()
-    torch.set_num_threads(previous)
+    with single_thread():
+        torch.manual_seed(0)
+        yield build_network(load_model_config("s3_tiny")).eval()

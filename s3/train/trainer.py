@@ -41,9 +41,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from s3.config.data import DataConfig
+from s3.config import to_model_config
 from s3.config.model import ModelConfig
 from s3.config.structured import to_dataclass
-from s3.config.train import StageConfig, TrainConfig
+from s3.config.train import StageConfig, TrainConfig, to_train_config
 from s3.config.validation import ConfigError
 from s3.data.build import build_train_dataset
 from s3.data.sampling import max_skip_at
@@ -625,3 +626,14 @@ class Trainer:
         atomic_save(network.state_dict() if include_vit else network.trainable_state_dict(), weights)
         prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
         logger.info("saved %s and %s", path, weights)
+
+
+def train_from_config(cfg: DictConfig) -> list[StageReport]:
+    """Run the training described by a composed top-level ``train`` config (model, data, train)."""
+    trainer = Trainer(
+        to_model_config(cfg.model),
+        to_train_config(cfg.train),
+        cfg.data,
+        run_config=OmegaConf.to_yaml(cfg, resolve=True),
+    )
+    return trainer.fit()
