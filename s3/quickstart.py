@@ -33,7 +33,7 @@ from s3.eval.scoring import evaluate_sequences
 from s3.eval.submission import write_prediction
 from s3.inference.evaluation import RunReport, run_evaluation, select_device
 from s3.model.build import build_network
-from s3.train.checkpointing import weights_path
+from s3.train.checkpoint import weights_path
 from s3.train.trainer import train_from_config
 
 logger = logging.getLogger(__name__)

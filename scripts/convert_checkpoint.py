@@ -13,10 +13,8 @@ import torch
 from omegaconf import DictConfig
 
 from s3.config import register_configs, to_model_config
-from s3.model.checkpoint import load_network_weights
 from s3.model.network import S3Network
-from s3.model.state_dict import CheckpointError
-from s3.train.checkpointing import atomic_save
+from s3.model.weights import CheckpointError, atomic_save, load_network_weights
 
 register_configs()
 

@@ -20,7 +20,7 @@ from s3.config.eval import to_eval_config
 from s3.eval.datasets import DatasetError
 from s3.inference.evaluation import RunFolderError, distributed_rank, run_evaluation, select_device
 from s3.model.build import build_network
-from s3.model.state_dict import CheckpointError
+from s3.model.weights import CheckpointError
 
 register_configs()
 

@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from s3.config import ConfigError, register_configs
-from s3.model.state_dict import CheckpointError
+from s3.model.weights import CheckpointError
 from s3.train.trainer import train_from_config
 
 register_configs()

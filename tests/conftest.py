@@ -34,7 +34,7 @@ class ReferenceVectors:
         if not pt.is_file() or not js.is_file():
             pytest.fail(
                 f"reference vectors '{name}' not found under {root}; "
-                "set S3_REFERENCE_DIR or deselect with -m 'not reference'"
+                "set S3_REFERENCE_DIR to the folder that holds them"
             )
         self.name = name
         self.tensors: dict[str, Any] = torch.load(pt, weights_only=True)
@@ -52,7 +52,6 @@ class ReferenceVectors:
 @pytest.fixture
 def reference():
     """Factory: ``reference("msda")`` loads ``msda.pt`` + ``msda.json``."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return ReferenceVectors
 
 

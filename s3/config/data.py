@@ -153,7 +153,7 @@ class DataConfig:
     seq_length: int = 8  # frames per training clip
     max_objects: int = 3  # objects per clip (selector length)
     crop_size: int = 480  # square training crop
-    merge_probability: float = 0.5  # paste a second clip's objects when the first has < max_objects
+    paste_probability: float = 0.5  # paste a second clip's objects when the first has < max_objects
     reverse_probability: float = 0.5  # play the clip backwards
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     static: StaticConfig = field(default_factory=StaticConfig)
@@ -168,7 +168,7 @@ class DataConfig:
     def validate(self) -> None:
         for name in ("seq_length", "max_objects", "crop_size"):
             check_positive(f"data.{name}", getattr(self, name))
-        _check_probability("data.merge_probability", self.merge_probability)
+        _check_probability("data.paste_probability", self.paste_probability)
         _check_probability("data.reverse_probability", self.reverse_probability)
         for name, dataset in self.datasets.items():
             dataset.validate(f"data.datasets.{name}")

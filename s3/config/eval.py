@@ -19,6 +19,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from s3.config.runtime import check_device, check_threads
+from s3.config.score import SCORING_MODES
 from s3.config.structured import to_dataclass
 from s3.config.validation import ConfigError, check_choice, check_positive
 
@@ -27,8 +29,7 @@ DATASET_LAYOUTS = ("davis", "ytvos", "burst", "generic")
 # first appearance (sparse sets). ``unknown``: checked per video at read time.
 ANNOTATIONS = ("dense", "first_frame", "first_appearance", "unknown")
 SUBMISSIONS = ("none", "sequences_at_root", "annotations_at_root", "burst_json")
-SCORE_MODES = ("none", "davis", "vos_benchmark")
-DEVICES = ("auto", "cpu", "cuda")
+SCORE_MODES = ("none", *SCORING_MODES)
 
 
 @dataclass
@@ -198,7 +199,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         self.dataset.validate()
         self.inference.validate()
-        check_choice("device", self.device, DEVICES)
+        check_device("device", self.device)
+        check_threads("threads", self.threads)
         check_positive("score_workers", self.score_workers)
         self.protocol()  # validates the resolved combination
 

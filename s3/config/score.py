@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from s3.config.validation import ConfigError, check_choice
-from s3.eval.scoring import MODES
+
+# davis: davis2017-evaluation's semi-supervised J&F; vos_benchmark: any ids, 255 an object, late objects
+SCORING_MODES = ("davis", "vos_benchmark")
 
 
 @dataclass
@@ -32,7 +34,7 @@ class ScoreConfig:
             raise ConfigError(f"{key}.results is required: the folder of predicted <sequence>/<frame>.png masks")
         if not self.subset:
             raise ConfigError(f"{key}.subset must name a split file of ImageSets/2017/ (e.g. val)")
-        check_choice(f"{key}.mode", self.mode, MODES)
+        check_choice(f"{key}.mode", self.mode, SCORING_MODES)
         if self.workers < 0:
             raise ConfigError(f"{key}.workers must be >= 0 (0 = one per CPU core), got {self.workers}")
         if self.ignore_void and self.mode != "davis":

@@ -16,11 +16,11 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from s3.config.runtime import check_device
 from s3.config.structured import reject_unknown_keys, to_dataclass
 from s3.config.validation import ConfigError, check_choice, check_positive
 
 LR_SCHEDULES = ("step", "constant")
-DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("fp16", "bf16")
 
 
@@ -58,8 +58,8 @@ class OptimizerConfig:
     embedding_weight_decay: float = 0.0
     backbone_lr_ratio: float = 0.1
     # The reference matches embedding names by suffix, which also catches the two Linear weights
-    # object_transformer.summary_to_query_{init,emb}.weight, so they get no weight decay (its
-    # defect 17). False keeps that behaviour (reproduces the reference); True decays them like
+    # object_transformer.summary_to_query_{init,emb}.weight, so they get no weight decay (an
+    # accident of its name matching). False keeps that behaviour (reproduces the reference); True decays them like
     # every other Linear weight.
     decay_summary_to_query: bool = False
     adam_eps: Optional[float] = None  # None: 1e-6 when AMP is active, else 1e-8 (reference)
@@ -156,7 +156,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         key = "train"
-        check_choice(f"{key}.device", self.device, DEVICES)
+        check_device(f"{key}.device", self.device)
         check_choice(f"{key}.amp_dtype", self.amp_dtype, AMP_DTYPES)
         if not self.exp_id or "/" in self.exp_id:
             raise ConfigError(f"{key}.exp_id={self.exp_id!r} must be a non-empty file-name-safe string")

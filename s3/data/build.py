@@ -13,8 +13,9 @@ from torch.utils.data import ConcatDataset, Dataset
 from s3.config.data import DataConfig, VideoDatasetConfig
 from s3.config.validation import ConfigError
 from s3.data.static_dataset import StaticClipDataset, list_image_pairs
+from s3.data.video_folders import READERS, VideoRecord
 from s3.data.video_lists import read_empty_frames, read_video_names, resolve_list_path
-from s3.data.vos_dataset import READERS, VideoRecord, VOSClipDataset
+from s3.data.vos_dataset import VOSClipDataset
 
 
 class EpochConcatDataset(ConcatDataset):

@@ -10,9 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 MASK_MODES = ("P", "L")
+VOID_LABEL = 255  # DAVIS marks pixels to ignore (object borders, unlabelled regions) with this value
+
+
+class MaskFileError(ValueError):
+    """A mask file or folder is missing, unreadable, or inconsistent with what it should hold."""
 
 
 def davis_palette() -> np.ndarray:
@@ -31,11 +36,22 @@ def davis_palette() -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """The object-id map of a mode ``P`` or ``L`` PNG as an (H, W) uint8 array."""
-    with Image.open(path) as image:
-        if image.mode not in MASK_MODES:
-            raise ValueError(f"{path}: mask mode {image.mode!r} is not supported (expected one of {list(MASK_MODES)})")
-        return np.array(image, dtype=np.uint8)
+    """The object-id map of a mode ``P`` or ``L`` PNG as an (H, W) uint8 array.
+
+    A missing, truncated or non-image file, or an image of another mode (RGB colours are not ids),
+    raises :class:`MaskFileError` with a one-line message that starts with the path.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode not in MASK_MODES:
+                raise MaskFileError(
+                    f"{path}: image mode {image.mode!r} is not a label map (expected indexed 'P' or grayscale 'L')"
+                )
+            return np.array(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise MaskFileError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError) as err:  # not an image, or truncated
+        raise MaskFileError(f"{path}: not a readable image ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
 
 
 def write_mask(path: str | Path, labels: np.ndarray, mode: str = "P") -> None:

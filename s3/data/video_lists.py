@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from s3.config.validation import ConfigError
-from s3.data.palette import read_mask
-
-if TYPE_CHECKING:
-    from s3.data.vos_dataset import VideoRecord
+from s3.data.palette import VOID_LABEL, read_mask
+from s3.data.video_folders import VideoRecord
 
 SHIPPED_LISTS_DIR = Path(__file__).resolve().parent / "lists"
-VOID_LABEL = 255
 
 
 def resolve_list_path(value: str, key: str) -> Path:

@@ -1,20 +1,8 @@
-"""VOS-layout video readers and the training-clip dataset built on them.
+"""The training-clip dataset over VOS-layout videos (read by ``s3.data.video_folders``).
 
-Readers (``READERS``, chosen by ``data.datasets.<name>.reader``):
-
-* ``folder``: ``<root>/JPEGImages/<video>/<frame>.jpg`` + ``<root>/Annotations/<video>/<frame>.png``:
-  YouTube-VOS 2019 train, MOSE train, OVIS-VOS-train, BURST train converted by
-  ``scripts/convert_burst.py``, LVOS train, and custom data;
-* ``davis``: the same below ``JPEGImages/480p`` and ``Annotations/480p``, with the training subset
-  defaulting to ``<root>/ImageSets/2017/train.txt``.
-
-Only frames that have a mask are part of a video (YouTube-VOS train annotates every 5th source
-frame; ``frame_interval`` records that spacing). Mask values are object ids; void (255) becomes
-background.
-
-``VOSClipDataset`` indexes every frame of every video ``multiplier`` times; item ``i`` is a clip
+Mask values are object ids; void (255) becomes background. ``VOSClipDataset`` indexes every frame of every video ``multiplier`` times; item ``i`` is a clip
 seeded at that frame, sampled (``s3.data.sampling``), augmented (``s3.data.transforms``), possibly
-merged with a random second clip of the same dataset (``s3.data.merge``), and returned as the
+merged with a random second clip of the same dataset (``s3.data.paste``), and returned as the
 training sample described in ``to_training_sample``. Items are a pure function of
 (seed, epoch, dataset name, index).
 """
@@ -24,7 +12,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -33,71 +20,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from s3.config.data import DataConfig
-from s3.data.frames import list_frames
-from s3.data.merge import paste_clip
-from s3.data.palette import read_mask
+from s3.data.palette import VOID_LABEL, read_mask
+from s3.data.paste import paste_clip
 from s3.data.sampling import dataset_max_skip, sample_clip_frames
 from s3.data.transforms import ClipAugmentation
-from s3.data.video_lists import VOID_LABEL
+from s3.data.video_folders import VideoRecord
 
 SEED_FRAMES_PER_ITEM = 5  # seed frames tried in the item's video before moving to a random frame
 MAX_RANDOM_RESTARTS = 100  # random (video, frame) restarts before declaring the dataset unusable
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """One annotated video: its frames (sorted names without extension) and their files."""
-
-    name: str
-    frames: tuple[str, ...]
-    image_paths: tuple[Path, ...]
-    mask_paths: tuple[Path, ...]
-
-
-class VideoFolderReader:
-    """Videos stored as ``<root>/JPEGImages/<video>/`` and ``<root>/Annotations/<video>/``."""
-
-    image_subdir = Path("JPEGImages")
-    mask_subdir = Path("Annotations")
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.image_dir = root / self.image_subdir
-        self.mask_dir = root / self.mask_subdir
-
-    def default_subset(self) -> Optional[Path]:
-        """The list of training videos used when the config names none (None: every video)."""
-        return None
-
-    def video_names(self) -> list[str]:
-        """Videos that have both a frame folder and a mask folder, sorted."""
-        with_masks = {p.name for p in self.mask_dir.iterdir() if p.is_dir()}
-        return sorted(p.name for p in self.image_dir.iterdir() if p.is_dir() and p.name in with_masks)
-
-    def read_video(self, name: str) -> VideoRecord:
-        """The frames of ``name`` that have a mask, in file-name order."""
-        masks = {p.stem: p for p in (self.mask_dir / name).iterdir() if p.suffix == ".png"}
-        images = {p.stem: p for p in list_frames(self.image_dir / name)}
-        frames = tuple(sorted(set(masks) & set(images)))
-        return VideoRecord(
-            name=name,
-            frames=frames,
-            image_paths=tuple(images[f] for f in frames),
-            mask_paths=tuple(masks[f] for f in frames),
-        )
-
-
-class DavisReader(VideoFolderReader):
-    """DAVIS 2017: 480p frames and masks, training subset from ``ImageSets/2017/train.txt``."""
-
-    image_subdir = Path("JPEGImages") / "480p"
-    mask_subdir = Path("Annotations") / "480p"
-
-    def default_subset(self) -> Optional[Path]:
-        return self.root / "ImageSets" / "2017" / "train.txt"
-
-
-READERS: dict[str, type[VideoFolderReader]] = {"davis": DavisReader, "folder": VideoFolderReader}
 
 
 def read_frames(video: VideoRecord, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +116,7 @@ class VOSClipDataset(Dataset):
             raise ValueError(f"dataset {name}: no video has at least data.seq_length={cfg.seq_length} annotated frames")
         self.seq_length = cfg.seq_length
         self.max_objects = cfg.max_objects
-        self.merge_probability = cfg.merge_probability
+        self.paste_probability = cfg.paste_probability
         self.reverse_probability = cfg.reverse_probability
         self.multiplier = multiplier
         self.max_skip = dataset_max_skip(max_skip, frame_interval)
@@ -223,7 +153,7 @@ class VOSClipDataset(Dataset):
         rng = item_rng(self.seed, self.epoch, self.salt, index)
         clip = self.load_clip(index % self.num_frames, rng)
         first_frame_objects = int(torch.count_nonzero(torch.unique(clip.labels[0])))
-        if first_frame_objects < self.max_objects and rng.random() < self.merge_probability:
+        if first_frame_objects < self.max_objects and rng.random() < self.paste_probability:
             other = self.load_clip(int(rng.integers(self.num_frames)), rng)
             clip.frames, clip.labels = paste_clip(clip.frames, clip.labels, other.frames, other.labels)
         return to_training_sample(clip, self.max_objects, rng)

@@ -4,10 +4,10 @@ Pure numpy / OpenCV / PIL: nothing here imports torch or the inference engine, s
 predictions can be scored on a machine without a GPU stack. The benchmark presets (which frames
 to read, feed and save: ``datasets``), the submission writers (``submission``), overlays
 (``visualize``) and score-map ensembles (``ensemble``) live here too; running the network over a
-preset is ``s3.inference.evaluation``.
+preset is the evaluation job, ``s3.run.evaluate``.
 """
 
-from s3.eval.masks import MaskFileError, read_label_map
+from s3.data.palette import MaskFileError, read_mask
 from s3.eval.metrics import (
     FrameStatistics,
     boundary_f_measure,
@@ -19,7 +19,6 @@ from s3.eval.metrics import (
 )
 from s3.eval.scoring import (
     GLOBAL_COLUMNS,
-    MODES,
     ObjectScores,
     ScoreTable,
     evaluate_sequences,
@@ -30,7 +29,6 @@ from s3.eval.scoring import (
 __all__ = [
     "FrameStatistics",
     "GLOBAL_COLUMNS",
-    "MODES",
     "MaskFileError",
     "ObjectScores",
     "ScoreTable",
@@ -40,7 +38,7 @@ __all__ = [
     "evaluate_sequences",
     "frame_statistics",
     "object_scores",
-    "read_label_map",
+    "read_mask",
     "region_similarity",
     "score_davis",
     "write_csvs",

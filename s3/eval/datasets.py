@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 from s3.config.eval import DatasetConfig, Protocol
+from s3.data.frames import list_frames
 from s3.data.palette import read_mask
 from s3.data.rle import rle_decode
-from s3.data.frames import list_frames
 
 BURST_SEPARATOR = "_-_"
 
@@ -58,9 +58,6 @@ class EvalVideo:
 
     def saves(self, frame_name: str) -> bool:
         return self.save is None or frame_name in self.save
-
-    def has_mask(self, frame_name: str) -> bool:
-        return frame_name in self.mask_files or frame_name in self.burst_masks
 
     def input_mask(self, frame_name: str) -> Optional[np.ndarray]:
         """The index mask (H, W) int64 of object ids fed at ``frame_name``, or None."""

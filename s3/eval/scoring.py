@@ -33,10 +33,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from s3.eval.masks import MaskFileError, list_mask_frames, present_ids, read_label_map, split_void
+from s3.config.score import SCORING_MODES
+from s3.data.palette import MaskFileError, read_mask
+from s3.eval.masks import list_mask_frames, present_ids, split_void
 from s3.eval.metrics import FrameStatistics, frame_statistics, object_scores
 
-MODES = ("davis", "vos_benchmark")
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 CSV_FLOAT_FORMAT = "{:.3f}"
@@ -137,7 +138,7 @@ def _read_prediction(pred_folder: Path, gt_path: Path, gt_shape: tuple[int, ...]
     path = pred_folder / gt_path.name
     if not path.is_file():
         raise MaskFileError(f"{path}: prediction not found for ground-truth frame {gt_path}")
-    labels = read_label_map(path)
+    labels = read_mask(path)
     if labels.shape != gt_shape:
         raise MaskFileError(
             f"{path}: size {labels.shape[1]}x{labels.shape[0]} differs from the ground truth "
@@ -153,12 +154,12 @@ def _score_davis_sequence(gt_folder: Path, pred_folder: Path, ignore_void: bool)
         raise MaskFileError(
             f"{gt_folder}: {len(gt_frames)} ground-truth frames; need 3 (the first and last are not scored)"
         )
-    first, _ = split_void(read_label_map(gt_frames[0]))
+    first, _ = split_void(read_mask(gt_frames[0]))
     num_objects = int(first.max())
     object_ids = list(range(1, num_objects + 1))
     j_frames, f_frames = [], []
     for gt_path in gt_frames[1:-1]:
-        gt, void = split_void(read_label_map(gt_path))
+        gt, void = split_void(read_mask(gt_path))
         pred = _read_prediction(pred_folder, gt_path, gt.shape)
         if int(pred.max()) > num_objects:
             known = f"ids 1..{num_objects}" if num_objects else "no object"
@@ -182,7 +183,7 @@ def _score_vos_benchmark_sequence(gt_folder: Path, pred_folder: Path) -> list[Ob
     tracked: dict[int, tuple[list[float], list[float]]] = {}
     in_ground_truth: set[int] = set()
     for gt_path in list_mask_frames(gt_folder)[1:-1]:
-        gt = read_label_map(gt_path)
+        gt = read_mask(gt_path)
         pred = _read_prediction(pred_folder, gt_path, gt.shape)
         gt_ids = present_ids(gt)
         in_ground_truth.update(gt_ids)
@@ -226,8 +227,8 @@ def evaluate_sequences(
     ``ignore_void`` (``davis`` mode only) removes the 255 pixels from J and F.
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of {list(MODES)}")
+    if mode not in SCORING_MODES:
+        raise ValueError(f"mode={mode!r} is not one of {list(SCORING_MODES)}")
     if ignore_void and mode != "davis":
         raise ValueError("ignore_void applies to the davis mode only (vos_benchmark scores 255 as an object)")
     if workers < 0:

@@ -34,8 +34,9 @@ from s3.config.eval import InferenceConfig
 from s3.inference.memory_store import PixelMemory
 from s3.inference.object_manager import ObjectManager
 from s3.inference.object_memory import ObjectSummaryStore, SensoryStore
-from s3.model.layers import pad_to_multiple, soft_aggregate, unpad
+from s3.model.aggregation import soft_aggregate
 from s3.model.network import ImageFeatures, S3Network
+from s3.model.padding import pad_to_multiple, unpad
 
 
 @dataclass

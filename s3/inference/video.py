@@ -22,7 +22,6 @@ from s3.inference.processor import FramePrediction, VideoProcessor
 from s3.model.network import S3Network
 
 
-
 class FrameSource(Protocol):
     """Random access to the RGB frames of one video."""
 

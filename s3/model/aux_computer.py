@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from s3.model.layers import GroupConv2d, soft_aggregate
+from s3.model.aggregation import soft_aggregate
+from s3.model.group_blocks import GroupConv2d
 
 
 def _aggregate_selected(logits: Tensor, selector: Tensor | None) -> Tensor:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from s3.model.layers import pad_to_multiple
 from s3.model.network import S3Network
+from s3.model.padding import pad_to_multiple
 from s3.model.summary import memorise_frame, segment_frame
 
 

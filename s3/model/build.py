@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from s3.config.model import ModelConfig
 from s3.model.backbone.vit import FrozenViT
-from s3.model.backbone.weights import load_vit_weights
-from s3.model.checkpoint import load_network_weights
+from s3.model.backbone.vit_weights import load_vit_weights
 from s3.model.network import S3Network
-from s3.model.state_dict import read_state_dict
+from s3.model.weights import load_network_weights, read_state_dict
 
 
 def build_network(cfg: ModelConfig) -> S3Network:

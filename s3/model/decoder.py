@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.layers import GroupResBlock
+from s3.model.group_blocks import GroupResBlock
 from s3.model.memory.sensory import SensoryUpdater
 
 

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s3.config.model import ModelConfig
+from s3.model.aggregation import others_mask, soft_aggregate
 from s3.model.aux_computer import AuxComputer
 from s3.model.backbone.vit import FrozenViT
 from s3.model.decoder import MaskDecoder
 from s3.model.encoder.resnet50 import ResNet50Encoder
 from s3.model.encoder.s3_encoder import S3Encoder
 from s3.model.encoder.vitdet_fpn import ViTDetFPNEncoder
-from s3.model.layers import others_mask, soft_aggregate
 from s3.model.memory.key_projection import KeyProjection
 from s3.model.memory.mask_encoder import MaskEncoder
 from s3.model.memory.pixel_fuser import PixelFuser
@@ -139,7 +139,7 @@ class S3Network(nn.Module):
         if image.shape[-2] % m or image.shape[-1] % m:
             raise ValueError(
                 f"S3Network: image size {tuple(image.shape[-2:])} is not a multiple of model.pad_multiple={m}; "
-                "pad it with s3.model.layers.pad_to_multiple"
+                "pad it with s3.model.padding.pad_to_multiple"
             )
 
     def encode_image(self, image: Tensor) -> ImageFeatures:
@@ -256,9 +256,6 @@ class S3Network(nn.Module):
         """A fresh sensory memory for ``num_objects`` objects: (B, N, S, h, w) zeros."""
         b, _, h, w = features.pix_feat.shape
         return features.pix_feat.new_zeros(b, num_objects, self.cfg.sensory_dim, h, w)
-
-    def frozen_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if not p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """The state dict without the frozen ViT (what a weights file for evaluation needs)."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from s3.model.layers import pad_to_multiple
 from s3.model.network import S3Network
+from s3.model.padding import pad_to_multiple
 
 
 @dataclass

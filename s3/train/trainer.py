@@ -40,8 +40,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from s3.config.data import DataConfig
 from s3.config import to_model_config
+from s3.config.data import DataConfig
 from s3.config.model import ModelConfig
 from s3.config.structured import to_dataclass
 from s3.config.train import StageConfig, TrainConfig, to_train_config
@@ -50,9 +50,8 @@ from s3.data.build import build_train_dataset
 from s3.data.sampling import max_skip_at
 from s3.model.build import build_network
 from s3.model.network import S3Network
-from s3.model.state_dict import CheckpointError, load_strict
-from s3.train.checkpointing import (
-    atomic_save,
+from s3.model.weights import CheckpointError, atomic_save, load_strict
+from s3.train.checkpoint import (
     capture_rng_state,
     checkpoint_path,
     find_latest_checkpoint,

@@ -60,7 +60,7 @@ def test_read_returns_indices_not_colours_for_any_palette(tmp_path: Path) -> Non
 def test_rgb_masks_are_refused_with_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(path)
-    with pytest.raises(ValueError, match="rgb.png: mask mode 'RGB'"):
+    with pytest.raises(ValueError, match="rgb.png: image mode 'RGB' is not a label map"):
         read_mask(path)
 
 

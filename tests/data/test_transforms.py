@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from s3.config.data import AugmentationConfig
-from s3.data.merge import paste_clip
+from s3.data.paste import paste_clip
 from s3.data.transforms import ClipAugmentation, sample_crop
 
 # label -> RGB; the fill colour of warped-in pixels decodes to background, like the mask fill

@@ -18,7 +18,7 @@ from s3.config.synthetic import SplitSizes, SyntheticConfig
 from s3.data.build import build_train_dataset, read_video_records
 from s3.data.palette import write_mask
 from s3.data.synthetic import generate_dataset
-from s3.data.vos_dataset import READERS
+from s3.data.video_folders import READERS
 from s3.data.video_lists import (
     SHIPPED_LISTS_DIR,
     find_empty_frames,
@@ -65,7 +65,7 @@ def folder_dataset(root: Path, videos: dict[str, np.ndarray]) -> Path:
 
 def data_config(**changes: Any) -> DataConfig:
     """A small, fast config: 40-pixel crops, no colour changes (so colours still encode labels)."""
-    node: dict[str, Any] = {"crop_size": 40, "augmentation": {"color": False}, "merge_probability": 0.0}
+    node: dict[str, Any] = {"crop_size": 40, "augmentation": {"color": False}, "paste_probability": 0.0}
     node.update(changes)
     return to_dataclass(node, DataConfig, "data")
 
@@ -144,7 +144,7 @@ def test_image_and_labels_stay_aligned_through_the_dataset(videos_root: Path) ->
 
 
 def test_items_are_a_pure_function_of_seed_epoch_and_index(videos_root: Path) -> None:
-    cfg = data_config(datasets={"vids": {"root": str(videos_root)}}, merge_probability=0.5)
+    cfg = data_config(datasets={"vids": {"root": str(videos_root)}}, paste_probability=0.5)
     dataset = build_train_dataset(cfg, max_skip=5, seed=3)
     again = build_train_dataset(cfg, max_skip=5, seed=3)
     first = dataset[4]
@@ -208,7 +208,7 @@ def test_merging_pastes_objects_of_a_second_clip(videos_root: Path) -> None:
     subset = str(write_list(videos_root / "one_only.txt", ["one"]))
     counts = {}
     for probability in (0.0, 1.0):
-        cfg = data_config(datasets={"v": {"root": str(videos_root), "subset": subset}}, merge_probability=probability)
+        cfg = data_config(datasets={"v": {"root": str(videos_root), "subset": subset}}, paste_probability=probability)
         dataset = build_train_dataset(cfg, max_skip=5, seed=0)
         counts[probability] = [dataset[i]["num_objects"] for i in range(len(dataset))]
     assert set(counts[0.0]) == {1}  # the video has a single object
@@ -263,8 +263,8 @@ def test_bad_config_values_name_the_key() -> None:
         data_config(datasets={"v": {"root": "x", "reader": "dvis"}})
     with pytest.raises(ConfigError, match=r"data\.datasets\.v\.multipler: unknown key"):
         data_config(datasets={"v": {"root": "x", "multipler": 2}})
-    with pytest.raises(ConfigError, match=r"data\.merge_probability"):
-        data_config(merge_probability=1.5)
+    with pytest.raises(ConfigError, match=r"data\.paste_probability"):
+        data_config(paste_probability=1.5)
     with pytest.raises(ConfigError, match=r"data\.datasets is empty"):
         build_train_dataset(data_config(), max_skip=5, seed=0)
 
@@ -280,7 +280,7 @@ def test_mixes_compose_with_the_documented_datasets(monkeypatch: pytest.MonkeyPa
     for mix, datasets in expected.items():
         cfg = compose_data(mix)
         assert {k: (v.multiplier, v.frame_interval) for k, v in cfg.datasets.items()} == datasets
-        assert (cfg.seq_length, cfg.max_objects, cfg.merge_probability, cfg.static.enabled) == (8, 3, 0.5, False)
+        assert (cfg.seq_length, cfg.max_objects, cfg.paste_probability, cfg.static.enabled) == (8, 3, 0.5, False)
         assert len(cfg.static.datasets) == 6  # a pre-training stage can switch the static sets on
     mega = compose_data("mega")
     assert mega.datasets["davis"].root == "data/DAVIS/2017/trainval"

@@ -11,13 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
-
 from conftest import REPO_ROOT
+from PIL import Image
+from tiny_datasets import HEIGHT, WIDTH, make_davis
+
 from s3.config import load_model_config
 from s3.data.palette import read_mask
 from s3.model.build import build_network
-from tiny_datasets import HEIGHT, WIDTH, make_davis
 
 VIDEOS = {"bear": 5, "cows": 4}
 

@@ -12,15 +12,6 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 from PIL import Image
-
-from s3.config import compose
-from s3.config.eval import EvalConfig, to_eval_config
-from s3.config.validation import ConfigError
-from s3.data.palette import read_mask
-from s3.data.rle import rle_decode
-from s3.eval.datasets import DatasetError, list_videos
-from s3.eval.ensemble import merge_frame
-from s3.inference.evaluation import RunFolderError, run_evaluation
 from tiny_datasets import (
     HEIGHT,
     WIDTH,
@@ -32,6 +23,15 @@ from tiny_datasets import (
     make_ytvos,
     save_image,
 )
+
+from s3.config import compose
+from s3.config.eval import EvalConfig, to_eval_config
+from s3.config.validation import ConfigError
+from s3.data.palette import read_mask
+from s3.data.rle import rle_decode
+from s3.eval.datasets import DatasetError, list_videos
+from s3.eval.ensemble import merge_frame
+from s3.inference.evaluation import RunFolderError, run_evaluation
 
 DAVIS_FRAMES = {"bear": 4, "cows": 3}
 ALL_DAVIS = {v: [f"{t:05d}" for t in range(n)] for v, n in DAVIS_FRAMES.items()}

@@ -7,7 +7,7 @@ import torch
 
 from s3.config.eval import InferenceConfig
 from s3.inference.processor import VideoProcessor, sensory_update_offsets
-from s3.model.layers import soft_aggregate
+from s3.model.aggregation import soft_aggregate
 
 H, W = 40, 56
 

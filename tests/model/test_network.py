@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from s3.config import load_model_config
-from s3.model.layers import pad_to_multiple, unpad
 from s3.model.network import S3Network
+from s3.model.padding import pad_to_multiple, unpad
 from s3.train.recurrent import RecurrentClipModel
 
 

@@ -8,7 +8,7 @@ import torch
 from s3.config import load_model_config
 from s3.model.network import S3Network
 
-# Reference implementation (spec section 7.1).
+# Counted on the reference implementation (the authors' code) with the same configuration.
 S3_VITB_TRAINABLE = 54_042_142
 VIT_B_FROZEN = 86_718_720
 DQ_READ = 132_352  # per block

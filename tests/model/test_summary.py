@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import torch
-
 from conftest import REPO_ROOT
+
 from s3.config import load_model_config
 from s3.model.benchmark import time_inference_step
 from s3.model.network import S3Network

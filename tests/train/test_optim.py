@@ -23,7 +23,7 @@ def group_sizes(groups: list[dict]) -> dict[str, int]:
 
 
 def test_groups_reproduce_the_reference_grouping(s3_vitb: S3Network) -> None:
-    """Sizes measured on the authors' code (architecture spec section 5.2)."""
+    """Group sizes measured on the authors' code with the same configuration."""
     groups = parameter_groups(s3_vitb, OptimizerConfig(lr=5e-5, weight_decay=0.001, backbone_lr_ratio=0.1))
     assert group_sizes(groups) == {"backbone": 22_179_360, "embedding": 135_168, "other": 31_727_614}
     settings = {g["name"]: (g["lr"], g["weight_decay"]) for g in groups}

@@ -18,7 +18,7 @@ import torch
 from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
 
 from s3.config import ConfigError, load_model_config
-from s3.train.checkpointing import checkpoint_path, load_checkpoint, weights_path
+from s3.train.checkpoint import checkpoint_path, load_checkpoint, weights_path
 from s3.train.trainer import StageReport, Trainer
 
 # 5-frame clips with 2 memory frames (memory draws), deep updates and drop path: every RNG matters

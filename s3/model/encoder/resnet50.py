@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.models import resnet50
 
-from s3.model.state_dict import load_strict, read_state_dict
+from s3.model.weights import load_strict, read_state_dict
 
 
 class ResNet50Encoder(nn.Module):

@@ -23,7 +23,7 @@ def check_input_size(image: Tensor, owner: str) -> None:
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
         raise ValueError(
             f"{owner}: input HxW={height}x{width} must be a multiple of {INPUT_MULTIPLE}; "
-            "pad it first (s3.model.layers.pad_to_multiple)"
+            "pad it first (s3.model.padding.pad_to_multiple)"
         )
 
 
@@ -49,7 +49,7 @@ def init_adapter_weights(module: nn.Module) -> None:
 
 
 class S3Encoder(nn.Module):
-    """S3's spatial-semantic pixel encoder (spec section 2).
+    """S3's spatial-semantic pixel encoder (paper section 3.2).
 
     The frozen ViT runs in ``num_blocks`` equal block groups; after each group a spatial-semantic
     block updates the CNN tokens (stride 8 and 16, from the spatial prior module) using the group's
@@ -107,7 +107,8 @@ class S3Encoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Spec 2.7: generic adapter init, then Deformable-DETR init of every deformable attention."""
+        """The reference initialisation: truncated-normal Linear / fan-out Conv / unit norm init of the
+        adapter, then Deformable-DETR's init of every deformable attention (offsets on a ring)."""
         for name, child in self.named_children():
             if name != "vit":
                 init_adapter_weights(child)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models import resnet18
 
-from s3.model.layers import GroupFeatureFusionBlock
+from s3.model.group_blocks import GroupFeatureFusionBlock
 from s3.model.memory.sensory import SensoryDeepUpdater
 
 IN_CHANNELS = 5  # RGB, the object's mask, the union of the other objects' masks

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.layers import GroupConv2d, GroupFeatureFusionBlock
+from s3.model.group_blocks import GroupConv2d, GroupFeatureFusionBlock
 
 
 class PixelFuser(nn.Module):

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.layers import GroupConv2d
+from s3.model.group_blocks import GroupConv2d
 
 
 def sensory_gru_gate(sensory: Tensor, gates: Tensor) -> Tensor:

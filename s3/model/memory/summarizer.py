@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.layers import SinCosPositionalEncoding2D
+from s3.model.positional_encoding import SinCosPositionalEncoding2D
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""The attention and feed-forward sub-layers of a query-transformer block (spec 4.6).
+"""The attention and feed-forward sub-layers of a query-transformer block.
 
 All attentions are standard multi-head attentions (packed q/k/v input projection, batch first,
 no dropout); positional embeddings are added to queries and keys, never to values.

@@ -1,4 +1,4 @@
-"""Foreground/background attention mask of the query reads, from the auxiliary mask logits (spec 4.7).
+"""Foreground/background attention mask of the query reads, from the auxiliary mask logits.
 
 The first half of each object's queries may only look at that object's foreground pixels, the second
 half only at the other pixels. A pixel is foreground of object k iff, after soft aggregation over the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from s3.model.layers import soft_aggregate
+from s3.model.aggregation import soft_aggregate
 
 
 def foreground_attention_mask(

@@ -1,4 +1,4 @@
-"""One query-transformer block (spec 3.1): query read, self-attention, FFN, pixel read, pixel FFN."""
+"""One query-transformer block: query read, self-attention, FFN, pixel read, pixel FFN."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Callable
 import torch.nn as nn
 from torch import Tensor
 
-from s3.model.layers import CAResBlock
+from s3.model.group_blocks import CAResBlock
 from s3.model.query.attention import PixelReadFromQueries, QueryFFN, QuerySelfAttention
 from s3.model.query.cutie_read import MaskedCrossAttentionRead
 from s3.model.query.discriminative_read import DiscriminativeQueryRead

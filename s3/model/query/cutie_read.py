@@ -1,4 +1,4 @@
-"""Cutie's masked cross-attention read of the queries from the pixels (spec 3.4).
+"""Cutie's masked cross-attention read of the queries from the pixels (Cutie, Cheng et al. 2024).
 
 The ablation alternative to :class:`~s3.model.query.discriminative_read.DiscriminativeQueryRead`,
 with the same call signature so a query-transformer block can use either.

@@ -1,7 +1,7 @@
 """Discriminative query read ("DQ"): object queries read from pixels by hard per-head selection.
 
 Replaces Cutie's masked cross-attention as the first sub-layer of every query-transformer block
-(architecture spec 3.2). For every (object, head, query) the most similar unblocked pixel is
+(paper section 3.3). For every (object, head, query) the most similar unblocked pixel is
 selected by an argmax; its head slice becomes that query's "salient" token. The selected tokens and
 the queries are mixed, normalised, scaled and projected back onto the (normalised) queries.
 """
@@ -21,7 +21,7 @@ NORM_AXES: dict[str, int] = {
 
 
 class DiscriminativeQueryRead(nn.Module):
-    """Queries read one selected pixel token per head (spec 3.2, paper eqs. 4-6).
+    """Queries read one selected pixel token per head (paper eqs. 4-6).
 
     ``norm_axis="queries"`` reproduces the official code (the correspondence is normalised over the
     query axis); ``"channels"`` is the paper's eq. (5).

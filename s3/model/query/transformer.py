@@ -1,4 +1,4 @@
-"""The query (object) transformer: object queries and pixel features refine each other (spec 4.6, 4.7).
+"""The query (object) transformer: object queries and pixel features refine each other.
 
 Prologue: queries and query PE from the object memory, pixel state and pixel PE from the fused pixel
 features, first aux mask and attention mask. Then every block updates queries and pixels, and an aux
@@ -13,7 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.layers import GroupConv2d, SinCosPositionalEncoding2D
+from s3.model.group_blocks import GroupConv2d
+from s3.model.positional_encoding import SinCosPositionalEncoding2D
 from s3.model.query.attention_mask import foreground_attention_mask
 from s3.model.query.block import QueryTransformerBlock
 

@@ -95,7 +95,7 @@ def test_ablation_switches_run() -> None:
 
 
 def test_vit_b_adapter_parameter_count() -> None:
-    """Spec 7.1: the trainable adapter of the ViT-B configuration has 22,179,360 parameters."""
+    """As counted on the reference implementation: the trainable adapter of the ViT-B configuration has 22,179,360 parameters."""
     with torch.device("meta"):
         encoder = S3Encoder(FrozenViT(embed_dim=768, depth=12, num_heads=12, patch_size=16, pos_grid=37))
     assert _trainable(encoder) == 22_179_360

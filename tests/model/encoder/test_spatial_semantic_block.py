@@ -158,7 +158,7 @@ def test_switches_remove_exactly_their_parameters() -> None:
     full = SpatialSemanticBlock(DIM, HEADS, POINTS, num_units=3)
     spatial_only = SpatialSemanticBlock(DIM, HEADS, POINTS, num_units=3, semantic=False)
     semantic_only = SpatialSemanticBlock(DIM, HEADS, POINTS, num_units=3, spatial=False)
-    semantic_size, unit_size = 2_363_904, 1_594_320  # spec 7.1
+    semantic_size, unit_size = 2_363_904, 1_594_320  # counted on the reference implementation
     assert _count(SemanticCrossAttention(DIM, HEADS)) == semantic_size
     assert _count(ExtractorUnit(DIM, HEADS, POINTS)) == unit_size
     assert _count(full) == semantic_size + 3 * unit_size

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from conftest import assert_close
 from torchvision.models import resnet18
 
+from s3.model.aggregation import others_mask
 from s3.model.aux_computer import AuxComputer
 from s3.model.decoder import MaskDecoder
-from s3.model.layers import others_mask
 from s3.model.memory import (
     KeyProjection,
     MaskEncoder,

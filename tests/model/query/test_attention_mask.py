@@ -1,4 +1,4 @@
-"""Foreground/background attention mask rule (spec 4.7)."""
+"""Foreground/background attention mask rule of the query reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Discriminative query read (spec 3.2) against a loop-based re-derivation and the reference vectors."""
+"""Discriminative query read (paper eqs. 4-6) against a loop-based re-derivation and the reference vectors."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def randomise(module: torch.nn.Module, seed: int = 2) -> None:
 
 @torch.no_grad()
 def loop_reference(module: DiscriminativeQueryRead, queries, pixels, query_pe, pixel_pe, attn_mask):
-    """Spec 3.2 written out with explicit loops over (b, head, query, pixel)."""
+    """The read written out with explicit loops over (b, head, query, pixel)."""
     batch, num_queries, dim = queries.shape
     num_pixels, heads = pixels.shape[1], module.num_heads
     d = dim // heads

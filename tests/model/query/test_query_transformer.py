@@ -1,4 +1,4 @@
-"""Query-transformer block, prologue and whole transformer (spec 3.1, 4.6, 4.7, 7.1)."""
+"""Query-transformer block, prologue and whole transformer against the reference vectors and counts."""
 
 from __future__ import annotations
 

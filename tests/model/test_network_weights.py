@@ -6,13 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import reference_dir
+
 from s3.config import load_model_config
 from s3.model.build import build_network
-from s3.model.checkpoint import is_reference_layout, load_network_weights, reference_key_to_ours, reference_to_ours
 from s3.model.network import S3Network
-from s3.model.state_dict import CheckpointError
+from s3.model.weights import (
+    CheckpointError,
+    is_reference_layout,
+    load_network_weights,
+    reference_key_to_ours,
+    reference_to_ours,
+)
 
 
 def reference_entries() -> list[tuple[str, tuple[int, ...]]]:

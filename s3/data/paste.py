@@ -1,4 +1,4 @@
-"""Cut-and-paste merge: lay the objects of a second clip over a first one.
+"""Cut-and-paste: lay the objects of a second clip over a first one.
 
 Pixels of the pasted objects are blended in with an alpha made by blurring their union mask with a
 5x5 Gaussian (sigma 1), so the seams are soft; the label maps take the pasted objects' ids, shifted
@@ -31,7 +31,7 @@ def paste_clip(
     """
     if frames.shape != other_frames.shape or labels.shape != other_labels.shape:
         raise ValueError(
-            f"cannot merge clips of different shapes: {tuple(frames.shape)} / {tuple(labels.shape)} "
+            f"cannot paste clips of different shapes: {tuple(frames.shape)} / {tuple(labels.shape)} "
             f"and {tuple(other_frames.shape)} / {tuple(other_labels.shape)}"
         )
     pasted = other_labels > 0

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from s3.model.backbone.vit import FrozenViT
-from s3.model.backbone.weights import load_vit_weights
-from s3.model.state_dict import CheckpointError
+from s3.model.backbone.vit_weights import load_vit_weights
+from s3.model.weights import CheckpointError
 
 
 def original_vit_state_dict(

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from s3.model.backbone.vit import FrozenViT
-from s3.model.state_dict import CheckpointError, load_strict, read_state_dict
+from s3.model.weights import CheckpointError, load_strict, read_state_dict
 
 _CHUNKED_BLOCK = re.compile(r"^blocks\.\d+\.(\d+)\.")
 

@@ -11,12 +11,11 @@ import torch
 from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
 
 from s3.config import load_model_config
+from s3.model import weights as weight_files
 from s3.model.build import build_network
 from s3.model.network import S3Network
-from s3.model.state_dict import CheckpointError
-from s3.train import checkpointing
-from s3.train.checkpointing import (
-    atomic_save,
+from s3.model.weights import CheckpointError, atomic_save
+from s3.train.checkpoint import (
     capture_rng_state,
     checkpoint_path,
     find_latest_checkpoint,
@@ -44,7 +43,7 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pyte
         file.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpointing.torch, "save", dies_half_way)
+    monkeypatch.setattr(weight_files.torch, "save", dies_half_way)
     with pytest.raises(OSError, match="disk full"):
         atomic_save({"a": torch.zeros(2)}, path)
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""Small building blocks shared by the memory, query and decoder modules.
+"""Convolution blocks on object groups, shared by the mask encoder, pixel fuser, decoder and query transformer.
 
 Object-wise ("group") tensors have the layout ``(B, N, C, h, w)``: one slice per object. Group
 layers fold ``B*N`` into the batch axis, run an ordinary layer and unfold again.
@@ -12,34 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-
-Pads = tuple[int, int, int, int]  # (left, right, top, bottom), as F.pad takes them
-
-
-def pad_to_multiple(image: Tensor, multiple: int) -> tuple[Tensor, Pads]:
-    """Zero-pad the last two axes, centred, to the next multiple of ``multiple``.
-
-    image: (..., H, W) -> (..., H', W') with H', W' multiples of ``multiple``; also returns the pads.
-    """
-    if multiple < 1:
-        raise ValueError(f"pad_to_multiple: multiple must be >= 1, got {multiple}")
-    h, w = image.shape[-2:]
-    if h < 1 or w < 1:
-        raise ValueError(f"pad_to_multiple: cannot pad an empty image of size {h}x{w}")
-    new_h = math.ceil(h / multiple) * multiple
-    new_w = math.ceil(w / multiple) * multiple
-    top, left = (new_h - h) // 2, (new_w - w) // 2
-    pads = (left, new_w - w - left, top, new_h - h - top)
-    if new_h == h and new_w == w:
-        return image, pads
-    return F.pad(image, pads), pads
-
-
-def unpad(x: Tensor, pads: Pads) -> Tensor:
-    """Undo :func:`pad_to_multiple` on the last two axes (same resolution as the padded input)."""
-    left, right, top, bottom = pads
-    h, w = x.shape[-2:]
-    return x[..., top : h - bottom, left : w - right]
 
 
 class GroupConv2d(nn.Conv2d):
@@ -122,53 +94,3 @@ class GroupFeatureFusionBlock(nn.Module):
         fused = self.distributor(x, g).flatten(0, 1)
         fused = self.block2(self.block1(fused))
         return fused.view(b, n, *fused.shape[1:])
-
-
-def soft_aggregate(prob: Tensor, dim: int = 1) -> Tensor:
-    """Soft aggregation of per-object probabilities into logits with a background channel.
-
-    prob: (B, N, ...) in [0, 1] -> logits (B, N+1, ...), background first; computed in fp32.
-    """
-    prob = prob.float()
-    background = torch.prod(1 - prob, dim=dim, keepdim=True)
-    stacked = torch.cat([background, prob], dim=dim).clamp(1e-7, 1 - 1e-7)
-    return torch.log(stacked / (1 - stacked))
-
-
-def others_mask(masks: Tensor) -> Tensor:
-    """For each object, the union of all other objects: (B, N, ...) -> (B, N, ...)."""
-    return (masks.sum(dim=1, keepdim=True) - masks).clamp(0, 1)
-
-
-class SinCosPositionalEncoding2D(nn.Module):
-    """2-D sine-cosine positional encoding.
-
-    Channels [0, D/2) encode x, [D/2, D) encode y, each as interleaved (sin, cos) pairs;
-    positions are normalised to [0, scale]. ``inv_freq`` is a persistent buffer (it is part of
-    the reference state dict).
-    """
-
-    def __init__(self, dim: int, scale: float = 32.0, temperature: float = 128.0) -> None:
-        super().__init__()
-        self.dim = dim
-        self.scale = scale
-        half = int(math.ceil(dim / 4) * 2)
-        self.half = half
-        inv_freq = 1.0 / (temperature ** (torch.arange(0, half, 2).float() / half))
-        self.register_buffer("inv_freq", inv_freq)
-
-    def forward(self, h: int, w: int, device: torch.device | None = None) -> Tensor:
-        """Return the encoding of an h x w grid: (h, w, dim), fp32."""
-        device = device if device is not None else self.inv_freq.device
-        eps = 1e-6
-        py = torch.arange(h, device=device, dtype=torch.float32) / (h - 1 + eps) * self.scale
-        px = torch.arange(w, device=device, dtype=torch.float32) / (w - 1 + eps) * self.scale
-        ang_y = py[:, None] * self.inv_freq[None, :]  # (h, half/2)
-        ang_x = px[:, None] * self.inv_freq[None, :]  # (w, half/2)
-        enc_y = torch.stack([ang_y.sin(), ang_y.cos()], dim=-1).flatten(1)  # (h, half)
-        enc_x = torch.stack([ang_x.sin(), ang_x.cos()], dim=-1).flatten(1)  # (w, half)
-        pe = torch.cat(
-            [enc_x[None, :, :].expand(h, w, self.half), enc_y[:, None, :].expand(h, w, self.half)],
-            dim=-1,
-        )
-        return pe[..., : self.dim]

@@ -10,7 +10,6 @@ contents are tensors and plain Python values, so they load with ``torch.load(wei
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from s3.model.state_dict import CheckpointError
+from s3.model.weights import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 WEIGHTS_DIR = "weights"
@@ -34,20 +33,6 @@ def checkpoint_path(run_dir: Path, global_iteration: int) -> Path:
 def weights_path(run_dir: Path, stage_name: str) -> Path:
     """``run_dir/weights/<stage_name>.pth``."""
     return run_dir / WEIGHTS_DIR / f"{stage_name}.pth"
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
