@@ -7,21 +7,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
-from s3.data.burst_to_vos import convert_burst
+from s3.run.cli import run_job
+from s3.run.datasets import convert_burst_from_config
 
 
 @hydra.main(config_path="../configs", config_name="convert_burst", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    annotations = Path(cfg.annotations)
-    if not annotations.is_file():
-        raise SystemExit(f"annotations: file not found: {annotations}")
-    videos = convert_burst(annotations, Path(cfg.frames), Path(cfg.output))
-    print(f"wrote {len(videos)} videos to {cfg.output}")
+    print(run_job(lambda: convert_burst_from_config(cfg)))
 
 
 if __name__ == "__main__":

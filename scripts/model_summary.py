@@ -8,26 +8,20 @@
 from __future__ import annotations
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
-from s3.config import register_configs, to_model_config
-from s3.model.build import build_network
-from s3.model.summary import summarize
+from s3.config import register_configs
+from s3.run.cli import run_job
+from s3.run.model_table import model_table_from_config
 
 register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="model_summary", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    model_cfg = to_model_config(cfg.model)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    torch.manual_seed(int(cfg.seed))
-    network = build_network(model_cfg)
-    summary = summarize(network, tuple(cfg.frame_size), int(cfg.num_objects), seed=int(cfg.seed))
+    model_cfg, table = run_job(lambda: model_table_from_config(cfg))
     print(f"model={model_cfg.name}")
-    print(summary.format())
+    print(table.format())
 
 
 if __name__ == "__main__":

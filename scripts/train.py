@@ -12,19 +12,16 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from s3.config import ConfigError, register_configs
-from s3.model.weights import CheckpointError
-from s3.train.trainer import train_from_config
+from s3.config import register_configs
+from s3.run.cli import run_job
+from s3.run.train import train_from_config
 
 register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        train_from_config(cfg)
-    except (ConfigError, CheckpointError) as err:  # bad config or weight file: one line, no traceback
-        raise SystemExit(f"error: {err}") from None
+    run_job(lambda: train_from_config(cfg))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Typed configuration schemas, registered with Hydra's ConfigStore.
 
 YAML files under ``configs/`` pick values; the dataclasses here define which keys exist, their
-types and their valid ranges. ``to_model_config`` turns a composed ``cfg.model`` node into a
-validated :class:`ModelConfig`.
+types and their valid ranges. ``to_model_config`` turns a composed ``cfg.model`` node into the
+validated config of its architecture (``model.arch``: ``MODEL_SCHEMAS``). Nothing here imports
+any other part of ``s3``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "CONFIG_DIR",
     "ConfigError",
     "EncoderConfig",
+    "MODEL_SCHEMAS",
     "ModelConfig",
     "QueryConfig",
     "compose",
@@ -40,9 +42,17 @@ def register_configs() -> None:
     cs.store(group="model", name="model_schema", node=ModelConfig)
 
 
-def to_model_config(node: DictConfig | dict[str, Any]) -> ModelConfig:
-    """Merge a composed ``model`` node onto the schema and build the validated dataclass."""
-    return to_dataclass(node, ModelConfig, "model")
+# model.arch -> the schema of that architecture's model config (the code of each architecture is
+# registered under the same name in s3.run.architectures)
+MODEL_SCHEMAS: dict[str, type] = {"s3": ModelConfig}
+
+
+def to_model_config(node: DictConfig | dict[str, Any]) -> Any:
+    """Merge a composed ``model`` node onto the schema of its ``arch`` and build the validated dataclass."""
+    arch = node.get("arch", "s3") if isinstance(node, (dict, DictConfig)) else "s3"
+    if arch not in MODEL_SCHEMAS:
+        raise ConfigError(f"model.arch={arch!r} is not one of {sorted(MODEL_SCHEMAS)}")
+    return to_dataclass(node, MODEL_SCHEMAS[arch], "model")
 
 
 def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -55,7 +65,7 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
-def load_model_config(name: str = "s3_vitb", overrides: Sequence[str] = ()) -> ModelConfig:
+def load_model_config(name: str = "s3_vitb", overrides: Sequence[str] = ()) -> Any:
     """The validated model config ``configs/model/<name>.yaml`` with ``model.*`` overrides applied."""
     cfg = compose("model_summary", [f"model={name}", *overrides])
     return to_model_config(cfg.model)

@@ -18,7 +18,7 @@ from typing import Any, Optional, TypeVar
 from omegaconf import MISSING
 
 from s3.config.structured import to_dataclass
-from s3.config.validation import ConfigError, check_choice, check_positive
+from s3.config.validation import ConfigError, check_choice, check_positive, check_probability
 
 T = TypeVar("T")
 
@@ -29,11 +29,6 @@ IMAGE_LAYOUTS = ("flat", "class_folders")
 def _as_schema(value: Any, schema: type[T], key: str) -> T:
     """A named entry of a dataset dict as its dataclass (built and checked here, so keys are named)."""
     return value if isinstance(value, schema) else to_dataclass(value, schema, key)
-
-
-def _check_probability(key: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{key} must be in [0, 1], got {value!r}")
 
 
 def _check_range(key: str, values: list[float], low: float, high: Optional[float] = None) -> None:
@@ -95,7 +90,7 @@ class AugmentationConfig:
                     f"{key}.{name}={list(values)} must be [brightness, contrast, saturation, hue] "
                     "with 0 <= b, c, s < 1 and 0 <= hue <= 0.5"
                 )
-        _check_probability(f"{key}.grayscale_probability", self.grayscale_probability)
+        check_probability(f"{key}.grayscale_probability", self.grayscale_probability)
 
 
 @dataclass
@@ -168,8 +163,8 @@ class DataConfig:
     def validate(self) -> None:
         for name in ("seq_length", "max_objects", "crop_size"):
             check_positive(f"data.{name}", getattr(self, name))
-        _check_probability("data.paste_probability", self.paste_probability)
-        _check_probability("data.reverse_probability", self.reverse_probability)
+        check_probability("data.paste_probability", self.paste_probability)
+        check_probability("data.reverse_probability", self.reverse_probability)
         for name, dataset in self.datasets.items():
             dataset.validate(f"data.datasets.{name}")
         self.augmentation.validate()

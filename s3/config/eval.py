@@ -1,4 +1,4 @@
-"""Typed schemas of inference and evaluation (``configs/eval.yaml`` and ``configs/dataset/*.yaml``).
+"""Typed schemas of evaluation runs (``configs/eval.yaml`` and the presets in ``configs/dataset/*.yaml``).
 
 Three layers decide a run's protocol (input size, memory schedule, which masks are fed, which
 frames are written), in increasing priority:
@@ -7,8 +7,9 @@ frames are written), in increasing priority:
 2. the preset's ``plus`` block, when ``plus=true`` (the paper's "+" rows: 600/720 px);
 3. a global override (top-level ``size``, ``mem_every``, ...), only when it is set (not null).
 
-:meth:`EvalConfig.protocol` applies them; :meth:`EvalConfig.inference_config` builds the
-processor's :class:`InferenceConfig` from the result and the dataset-independent ``inference`` node.
+:meth:`EvalConfig.protocol` applies them; :meth:`EvalConfig.inference_config` puts the resolved
+memory schedule and size into the engine's :class:`~s3.config.inference.InferenceConfig` (the
+``inference`` node, which holds the dataset-independent settings and must not set those four).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from s3.config.inference import SCHEDULE_KEYS, InferenceConfig
 from s3.config.runtime import check_device, check_threads
 from s3.config.score import SCORING_MODES
 from s3.config.structured import to_dataclass
@@ -28,75 +30,9 @@ DATASET_LAYOUTS = ("davis", "ytvos", "burst", "generic")
 # What the mask folder holds: every frame (ground truth), only the first frame, or each object's
 # first appearance (sparse sets). ``unknown``: checked per video at read time.
 ANNOTATIONS = ("dense", "first_frame", "first_appearance", "unknown")
-SUBMISSIONS = ("none", "sequences_at_root", "annotations_at_root", "burst_json")
+ZIP_LAYOUTS = ("sequences_at_root", "annotations_at_root")  # where the sequence folders sit in a zip
+SUBMISSIONS = ("none", *ZIP_LAYOUTS, "burst_json")
 SCORE_MODES = ("none", *SCORING_MODES)
-
-
-@dataclass
-class LongTermConfig:
-    """XMem-style long-term memory (used when ``use_long_term``)."""
-
-    max_mem_frames: int = 10  # working-memory frames (incl. the permanent one) that trigger a consolidation
-    min_mem_frames: int = 5  # working-memory frames (incl. the permanent one) kept after it
-    num_prototypes: int = 128  # tokens one consolidation adds to the long-term memory (per bucket)
-    max_num_tokens: int = 10000  # long-term tokens per bucket, at most
-    buffer_tokens: int = 2000  # pruning frees this many tokens more than needed
-
-    def validate(self, key: str = "inference.long_term") -> None:
-        for name in ("max_mem_frames", "min_mem_frames", "num_prototypes", "max_num_tokens"):
-            check_positive(f"{key}.{name}", getattr(self, name))
-        if not 1 <= self.min_mem_frames < self.max_mem_frames:
-            raise ConfigError(
-                f"{key}: need 1 <= min_mem_frames < max_mem_frames, got {self.min_mem_frames} and {self.max_mem_frames}"
-            )
-        if self.buffer_tokens < 0 or self.max_num_tokens - self.num_prototypes - self.buffer_tokens < 0:
-            raise ConfigError(
-                f"{key}: need max_num_tokens >= num_prototypes + buffer_tokens >= num_prototypes, got "
-                f"{self.max_num_tokens}, {self.num_prototypes}, {self.buffer_tokens}"
-            )
-
-
-@dataclass
-class EngineConfig:
-    """Dataset-independent knobs of the inference engine."""
-
-    top_k: int = 30  # memory readout keeps the k most similar tokens per query pixel
-    stagger_updates: int = 5  # sensory updates spread over each memory period
-    # objects at a time through pixel fusion, mask encoder and decoder (-1: all); the result does not
-    # depend on it (the query transformer always sees every object: its attention masks compare them)
-    chunk_size: int = -1
-    flip_aug: bool = False  # average with the horizontally flipped frame (memory kept for both)
-    amp: bool = False  # fp16 autocast (CUDA only; ignored on CPU)
-    memorise_empty_frames: bool = False  # paper 4.1: frames predicted without any target are not memorised
-    long_term: LongTermConfig = field(default_factory=LongTermConfig)
-
-    def validate(self, key: str = "inference") -> None:
-        check_positive(f"{key}.top_k", self.top_k)
-        check_positive(f"{key}.stagger_updates", self.stagger_updates)
-        if self.chunk_size == 0 or self.chunk_size < -1:
-            raise ConfigError(f"{key}.chunk_size must be -1 (all objects) or >= 1, got {self.chunk_size}")
-        self.long_term.validate(f"{key}.long_term")
-
-
-@dataclass
-class InferenceConfig(EngineConfig):
-    """Everything :class:`s3.inference.VideoProcessor` needs."""
-
-    mem_every: int = 5  # a memory frame every ``mem_every`` frames (and whenever a mask is given)
-    max_mem_frames: int = 5  # without long-term memory: working-memory frames incl. the permanent one
-    use_long_term: bool = False
-    max_internal_size: int = -1  # shorter side is downscaled to this inside the processor (-1: never)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self, key: str = "inference") -> None:
-        super().validate(key)
-        check_positive(f"{key}.mem_every", self.mem_every)
-        if self.max_mem_frames < 2:
-            raise ConfigError(f"{key}.max_mem_frames must be >= 2 (the permanent frame and one more), got {self.max_mem_frames}")
-        if self.max_internal_size == 0 or self.max_internal_size < -1:
-            raise ConfigError(f"{key}.max_internal_size must be -1 (off) or > 0, got {self.max_internal_size}")
 
 
 @dataclass
@@ -172,7 +108,7 @@ class EvalConfig:
     """The whole evaluation run (``configs/eval.yaml``; ``model`` is converted separately)."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    inference: EngineConfig = field(default_factory=EngineConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     weights: Optional[str] = None  # a whole S3 checkpoint (our layout or the reference layout)
     exp_id: str = "s3"
     output_dir: str = "outputs"
@@ -198,7 +134,6 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.dataset.validate()
-        self.inference.validate()
         check_device("device", self.device)
         check_threads("threads", self.threads)
         check_positive("score_workers", self.score_workers)
@@ -229,11 +164,10 @@ class EvalConfig:
             )
 
     def inference_config(self) -> InferenceConfig:
-        """The processor configuration of this run."""
+        """The engine settings of this run: the ``inference`` node with the protocol's memory schedule and size."""
         p = self.protocol()
-        engine = {f.name: getattr(self.inference, f.name) for f in dataclasses.fields(EngineConfig)}
-        return InferenceConfig(
-            **engine,
+        return dataclasses.replace(
+            self.inference,
             mem_every=p.mem_every,
             max_mem_frames=p.max_mem_frames,
             use_long_term=p.use_long_term,
@@ -247,4 +181,12 @@ def to_eval_config(cfg: DictConfig) -> EvalConfig:
     missing = sorted(OmegaConf.missing_keys(node))  # a merge would silently keep the schema default
     if missing:
         raise ConfigError(f"{missing[0]}: a value is required (the preset leaves it ???)")
+    inference = node.get("inference") or {}
+    for name in SCHEDULE_KEYS:  # the protocol decides these; a value here would be overwritten silently
+        if name in inference:
+            top_level = "size" if name == "max_internal_size" else name
+            raise ConfigError(
+                f"inference.{name}: set by the dataset preset's protocol; override it with the top-level "
+                f"key {top_level}=... instead"
+            )
     return to_dataclass(node, EvalConfig, "eval")

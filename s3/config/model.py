@@ -101,8 +101,9 @@ class QueryConfig:
 
 @dataclass
 class ModelConfig:
-    """The whole network."""
+    """The whole S3 network."""
 
+    arch: str = "s3"  # the architecture; every S3 config (s3_vitb, cutie_base, s3_tiny, ...) is "s3"
     name: str = "s3_vitb"
     pixel_dim: int = 256
     key_dim: int = 64
@@ -121,6 +122,7 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
+        check_choice("model.arch", self.arch, ("s3",))
         for name in ("pixel_dim", "key_dim", "value_dim", "sensory_dim", "embed_dim", "pad_multiple"):
             check_positive(f"model.{name}", getattr(self, name))
         if self.value_dim != self.embed_dim:

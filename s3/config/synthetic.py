@@ -7,20 +7,12 @@ look-alike distractors share their colours, so copying the first-frame mask scor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
-from omegaconf import DictConfig
-
-from s3.config.structured import to_dataclass
-from s3.config.validation import ConfigError, check_choice
+from s3.config.validation import ConfigError, check_choice, check_probability
 
 SYNTHETIC_LAYOUTS = ("davis", "ytvos")
-
-
-def check_probability(key: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{key} must be in [0, 1], got {value!r}")
 
 
 def check_range(key: str, values: Sequence[float], low: float, high: float = float("inf")) -> None:
@@ -91,8 +83,3 @@ class SyntheticConfig:
             if not 0.0 <= getattr(self, name) <= 0.5:
                 raise ConfigError(f"{name} must be in [0, 0.5], got {getattr(self, name)!r}")
 
-
-def to_synthetic_config(node: DictConfig | dict[str, Any]) -> SyntheticConfig:
-    """The validated generator config from the top level of ``make_synthetic.yaml`` (other keys ignored)."""
-    names = [f.name for f in fields(SyntheticConfig)]
-    return to_dataclass({name: node[name] for name in names if name in node}, SyntheticConfig, "make_synthetic")

@@ -16,12 +16,11 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from s3.config.runtime import check_device
+from s3.config.runtime import check_device, check_precision, check_threads
 from s3.config.structured import reject_unknown_keys, to_dataclass
 from s3.config.validation import ConfigError, check_choice, check_positive
 
 LR_SCHEDULES = ("step", "constant")
-AMP_DTYPES = ("fp16", "bf16")
 
 
 @dataclass
@@ -97,7 +96,7 @@ class StageConfig:
     name: str = "main"  # used in checkpoint names, TensorBoard tags and log lines
     num_iterations: int = 150000  # paper Table A1, DAVIS+YTVOS (MEGA: 190000)
     batch_size: int = 16  # global: divided by the number of processes
-    amp: bool = True  # autocast on CUDA (dtype: train.amp_dtype); always off on CPU
+    precision: Optional[str] = None  # fp32 | bf16 | fp16 for this stage; None: train.precision
     num_ref_frames: int = 3  # pixel-memory frames per step; more earlier frames are sub-sampled
     deep_update_prob: float = 0.2  # chance per time step of a deep sensory update when memorising
     # curriculum: max_skip_schedule[i] applies from max_skip_fractions[i] of the iterations on (Table A1
@@ -125,6 +124,8 @@ class StageConfig:
             )
         if fractions[0] != 0.0 or fractions != sorted(fractions) or fractions[-1] >= 1.0:
             raise ConfigError(f"{key}.max_skip_fractions={fractions} must start at 0, not decrease and stay below 1")
+        if self.precision is not None:
+            check_precision(f"{key}.precision", self.precision)
         self.optim.validate(f"{key}.optim")
         self.loss.validate(f"{key}.loss")
 
@@ -139,7 +140,8 @@ class TrainConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     seed: int = 14159265
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
-    amp_dtype: str = "fp16"  # fp16 (with a GradScaler) | bf16
+    # fp16 (autocast + GradScaler; CUDA only: a CPU run trains in fp32) | bf16 (autocast, CPU and CUDA) | fp32
+    precision: str = "fp16"
     grad_scaler_init_scale: float = 8192.0
     num_workers: int = 4  # data-loading worker processes per training process
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
@@ -157,7 +159,7 @@ class TrainConfig:
     def validate(self) -> None:
         key = "train"
         check_device(f"{key}.device", self.device)
-        check_choice(f"{key}.amp_dtype", self.amp_dtype, AMP_DTYPES)
+        check_precision(f"{key}.precision", self.precision)
         if not self.exp_id or "/" in self.exp_id:
             raise ConfigError(f"{key}.exp_id={self.exp_id!r} must be a non-empty file-name-safe string")
         if not self.run_dir:
@@ -173,8 +175,9 @@ class TrainConfig:
             stage.validate(f"{key}.stages.{i}")
         for name in ("checkpoint_interval", "keep_checkpoints", "log_interval", "grad_scaler_init_scale"):
             check_positive(f"{key}.{name}", getattr(self, name))
-        if self.num_workers < 0 or self.threads < 0 or self.image_interval < 0:
-            raise ConfigError(f"{key}: num_workers, threads and image_interval must be >= 0")
+        check_threads(f"{key}.threads", self.threads)
+        if self.num_workers < 0 or self.image_interval < 0:
+            raise ConfigError(f"{key}: num_workers and image_interval must be >= 0")
 
 
 def to_train_config(node: DictConfig | dict[str, Any]) -> TrainConfig:

@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from s3.config.eval import InferenceConfig
+from s3.config.inference import InferenceConfig
 from s3.model.memory.readout import affinity_from_similarity, anisotropic_l2_similarity, readout_values
 
 
@@ -287,6 +287,12 @@ class PixelMemory:
                 segment.use_count += usage[:, start:stop]
                 segment.life_count += 1
             start = stop
+
+    def clear_non_permanent(self) -> None:
+        """Drop the working and long-term tokens of every bucket; the permanent ones stay."""
+        for bucket in self.buckets:
+            bucket.working = None
+            bucket.long_term = None
 
     # ------------------------------------------------------------------ objects
     def remove_objects(self, object_ids: list[int]) -> None:

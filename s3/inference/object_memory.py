@@ -6,6 +6,8 @@ up two objects; ``read`` stacks them in the order the caller asks for.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -29,10 +31,13 @@ class ObjectSummaryStore:
             new = summaries[:, i].float()
             self.sums[obj] = new if obj not in self.sums else self.sums[obj] + new
 
-    def read(self, object_ids: list[int], like: Tensor) -> Tensor:
-        """(B, N, 1, Q, C+1) for ``object_ids``; an object never memorised reads zeros (shaped like ``like``,
-        a (B, Q, C+1) tensor)."""
-        return torch.stack([self.sums.get(obj, torch.zeros_like(like)) for obj in object_ids], dim=1).unsqueeze(2)
+    def read(self, object_ids: list[int]) -> Optional[Tensor]:
+        """(B, N, 1, Q, C+1) for ``object_ids``; an object never memorised reads zeros. None when no
+        object has a summary yet (the network then reads an empty object memory)."""
+        if not self.sums:
+            return None
+        zeros = torch.zeros_like(next(iter(self.sums.values())))
+        return torch.stack([self.sums.get(obj, zeros) for obj in object_ids], dim=1).unsqueeze(2)
 
     def remove(self, object_ids: list[int]) -> None:
         for obj in object_ids:
@@ -44,12 +49,6 @@ class SensoryStore:
 
     def __init__(self) -> None:
         self.states: dict[int, Tensor] = {}
-
-    def ensure(self, object_ids: list[int], shape: tuple[int, ...], like: Tensor) -> None:
-        """Create zero states of ``shape`` (B, S, h, w) for the ids that have none."""
-        for obj in object_ids:
-            if obj not in self.states:
-                self.states[obj] = like.new_zeros(shape)
 
     def read(self, object_ids: list[int]) -> Tensor:
         """(B, N, S, h, w) in the order of ``object_ids``."""
@@ -63,3 +62,7 @@ class SensoryStore:
     def remove(self, object_ids: list[int]) -> None:
         for obj in object_ids:
             self.states.pop(obj, None)
+
+    def reset(self) -> None:
+        """Every state back to zeros (the objects stay)."""
+        self.states = {obj: torch.zeros_like(state) for obj, state in self.states.items()}

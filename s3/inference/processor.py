@@ -16,12 +16,15 @@ Per frame (``t`` counts calls to ``step``):
 5. probabilities are cropped and resized back to the input size.
 
 The network owns no state; this class holds the pixel memory, object summaries, sensory memory and
-the last mask.
+the last mask, and strings the network's steps together (:meth:`S3Network.segment_frame` is the
+per-frame step). Between frames, the memories can be cleared (``clear_memory``,
+``clear_non_permanent_memory``, ``clear_sensory_memory``) and the settings changed
+(``update_config``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -30,12 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.config.eval import InferenceConfig
+from s3.config.inference import InferenceConfig
+from s3.config.validation import ConfigError
 from s3.inference.memory_store import PixelMemory
 from s3.inference.object_manager import ObjectManager
 from s3.inference.object_memory import ObjectSummaryStore, SensoryStore
 from s3.model.aggregation import soft_aggregate
 from s3.model.network import ImageFeatures, S3Network
+from s3.model.precision import autocast, autocast_dtype
+
+# Settings fixed for the whole video: the memories hold flipped views, padded frames and usage counts.
+FIXED_PER_VIDEO = ("flip_aug", "max_internal_size", "use_long_term")
 from s3.model.padding import pad_to_multiple, unpad
 
 
@@ -104,18 +112,57 @@ class VideoProcessor:
 
     def __init__(self, network: S3Network, config: InferenceConfig) -> None:
         self.network = network.eval()
-        self.config = config
         self.device = next(network.parameters()).device
+        self.config = config
+        self._amp_dtype = autocast_dtype(config.precision, self.device, "inference.precision")
+        self.sensory_offsets = sensory_update_offsets(config.mem_every, config.stagger_updates)
+        self.clear_memory()
+
+    # ------------------------------------------------------------------ controls
+    def clear_memory(self) -> None:
+        """Forget the video: every memory, the tracked objects, the last mask, the frame count and
+        the frame size (the next ``step`` starts a new video, with a mask)."""
         self.objects = ObjectManager()
-        self.memory = PixelMemory(config)
+        self.memory = PixelMemory(self.config)
         self.summaries = ObjectSummaryStore()
         self.sensory = SensoryStore()
-        self.sensory_offsets = sensory_update_offsets(config.mem_every, config.stagger_updates)
         self.frame_index = -1
         self.last_memory_index = 0
         self.last_mask: Optional[Tensor] = None  # (V, K, H', W'), V = 2 with flip_aug else 1
         self.padded_size: Optional[tuple[int, int]] = None
         self._pads = (0, 0, 0, 0)  # (left, right, top, bottom) of the video's frames
+
+    def clear_non_permanent_memory(self) -> None:
+        """Drop the working and long-term pixel memory of every object; keep the permanent frames
+        (each object's first memory frame), the object summaries and the sensory memory."""
+        self.memory.clear_non_permanent()
+
+    def clear_sensory_memory(self) -> None:
+        """Reset the sensory memory of every tracked object to zeros (as when it first appeared)."""
+        self.sensory.reset()
+
+    def update_config(self, **changes: object) -> None:
+        """Change settings between frames, e.g. ``update_config(top_k=20, mem_every=10)``.
+
+        Everything but ``flip_aug``, ``max_internal_size`` and ``use_long_term`` may change
+        mid-video (those three may change before the first frame or after ``clear_memory``); memory
+        bounds apply from the next memory frame on. Unknown or invalid values raise ConfigError.
+        """
+        known = {f.name for f in dataclasses.fields(InferenceConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"inference.{unknown[0]}: unknown key (valid keys: {sorted(known)})")
+        started = self.frame_index >= 0
+        for name in FIXED_PER_VIDEO:
+            if started and name in changes and changes[name] != getattr(self.config, name):
+                raise ConfigError(
+                    f"inference.{name}: cannot change in the middle of a video; call clear_memory() first"
+                )
+        config = dataclasses.replace(self.config, **changes)  # validates
+        self._amp_dtype = autocast_dtype(config.precision, self.device, "inference.precision")
+        self.config = config
+        self.memory.config = config
+        self.sensory_offsets = sensory_update_offsets(config.mem_every, config.stagger_updates)
 
     @property
     def object_ids(self) -> list[int]:
@@ -152,7 +199,7 @@ class VideoProcessor:
             given = self._prepare(given.unsqueeze(0), size)[0]
         views = torch.stack([image, image.flip(-1)]) if self.config.flip_aug else image.unsqueeze(0)
 
-        with self._autocast():
+        with autocast(self.device, self._amp_dtype):
             features = self.network.encode_image(views)
             key, shrinkage, selection = self.network.transform_key(features.f16)
             assert shrinkage is not None and selection is not None
@@ -209,35 +256,28 @@ class VideoProcessor:
             raise ValueError(f"VideoProcessor.step: frame size changed within the video ({padded} != {self.padded_size})")
         return x
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def _segment(self, features: ImageFeatures, key: Tensor, selection: Tensor) -> Tensor:
         """Segment all tracked objects from memory -> prob (V, K+1, H', W')."""
-        net, cfg = self.network, self.config
+        cfg = self.config
         ids = self.objects.ids
-        views, _, h, w = features.pix_feat.shape
+        readout = None
         if any(o in self.memory.object_ids for o in ids):
             readout = self.memory.read(key, selection, ids, cfg.top_k)
-        else:
-            readout = features.pix_feat.new_zeros(views, len(ids), net.cfg.value_dim, h, w)
-        sensory = self.sensory.read(ids)
         assert self.last_mask is not None
-        pixel = net.fuse_pixel_readout(features.pix_feat, readout, sensory, self.last_mask, cfg.chunk_size)
-        summary_shape = features.pix_feat.new_zeros(views, net.cfg.query.num_queries, net.cfg.embed_dim + 1)
-        object_memory = self.summaries.read(ids, summary_shape)
-        # all objects at once: the query transformer's attention masks compare the objects
-        pixel, _ = net.read_object_queries(pixel, object_memory)
         offset = self.frame_index - self.last_memory_index
         update_sensory = offset in self.sensory_offsets or offset > cfg.mem_every
-        new_sensory, _, prob = net.segment(
-            features, pixel, sensory, chunk_size=cfg.chunk_size, update_sensory=update_sensory
+        out = self.network.segment_frame(
+            features,
+            readout,
+            self.sensory.read(ids),
+            self.last_mask,
+            self.summaries.read(ids),
+            chunk_size=cfg.chunk_size,
+            update_sensory=update_sensory,
         )
         if update_sensory:
-            self.sensory.write(new_sensory, ids)
-        return prob.float()
+            self.sensory.write(out.sensory, ids)
+        return out.prob.float()
 
     def _merge_views(self, prob: Tensor) -> Tensor:
         """(V, K+1, H', W') -> (K+1, H', W'): the flipped view is flipped back and averaged in."""
@@ -250,10 +290,8 @@ class VideoProcessor:
         return torch.stack([masks, masks.flip(-1)]) if self.config.flip_aug else masks.unsqueeze(0)
 
     def _extend_for_new_objects(self, new_ids: list[int], features: ImageFeatures) -> None:
-        if not new_ids:
-            return
-        views, _, h, w = features.pix_feat.shape
-        self.sensory.ensure(new_ids, (views, self.network.cfg.sensory_dim, h, w), features.pix_feat)
+        if new_ids:
+            self.sensory.write(self.network.zero_sensory(features, len(new_ids)), new_ids)
 
     def _merge_given(self, prob: Tensor, given: Tensor, given_ids: list[int]) -> Tensor:
         """prob (K_old+1, H', W') over the objects tracked before this frame; given (n, H', W') for

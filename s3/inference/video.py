@@ -1,14 +1,17 @@
 """Video-level helpers: frame sources (image folders, video files) and forward/reverse propagation.
 
     frames = open_frames("clip.mp4")                     # or a folder of JPEG/PNG frames
-    for index, prediction in propagate(network, config, frames, {40: mask}, reverse=True):
+    for index, prediction in propagate(processor, frames, {40: mask}, reverse=True):
         ...                                              # frames 40, 39, ..., 0
+
+``processor`` is any streaming engine with the ``VideoProcessor`` API (``step``), e.g. from
+``s3.run.load_processor``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Protocol, Union
+from typing import Any, Iterator, Mapping, Optional, Protocol, Union
 
 import cv2
 import numpy as np
@@ -16,11 +19,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from s3.config.eval import InferenceConfig
 from s3.data.frames import IMAGE_SUFFIXES, list_frames
-from s3.inference.processor import FramePrediction, VideoProcessor
-from s3.model.network import S3Network
-
+from s3.inference.processor import FramePrediction
 
 class FrameSource(Protocol):
     """Random access to the RGB frames of one video."""
@@ -115,8 +115,7 @@ def propagation_order(num_frames: int, start: int, stop: Optional[int], reverse:
 
 
 def propagate(
-    network: S3Network,
-    config: InferenceConfig,
+    processor: Any,
     frames: FrameSource,
     masks: Mapping[int, Union[Tensor, np.ndarray]],
     start: Optional[int] = None,
@@ -124,7 +123,8 @@ def propagate(
     reverse: bool = False,
     progress: bool = True,
 ) -> Iterator[tuple[int, FramePrediction]]:
-    """Segment a video from an annotated frame onwards (or backwards with ``reverse``).
+    """Segment a video with ``processor`` (a fresh engine: this is its whole video) from an annotated
+    frame onwards (or backwards with ``reverse``).
 
     masks: frame index -> index mask (H, W) of object ids; the start frame (default: the first
     annotated frame, or the last one when ``reverse``) must be one of them, and every other mask
@@ -137,7 +137,6 @@ def propagate(
     if start not in masks:
         raise ValueError(f"propagate: start frame {start} has no mask (annotated frames: {sorted(masks)})")
     order = propagation_order(len(frames), start, stop, reverse)
-    processor = VideoProcessor(network, config)
     for n, index in enumerate(tqdm(order, desc="frames", unit="frame", disable=not progress, leave=False)):
         mask = masks.get(index)
         if isinstance(mask, np.ndarray):

@@ -1,16 +1,17 @@
 """The S3 network: the per-frame operations that the trainer and the inference engine call.
 
-The network owns no memory state. A caller (the training loop, or the inference engine in
-``s3.inference``) keeps the pixel memory (keys, shrinkage, values), the object memory
-(summaries), the sensory memory and the last mask, and strings these calls together:
+The network owns no memory state. A caller (the training clip forward in ``s3.train``, or the
+inference engine in ``s3.inference``) keeps the pixel memory (keys, shrinkage, values), the object
+memory (summaries), the sensory memory and the last mask, and strings these calls together:
 
-    features = net.encode_image(image)
+    features = net.encode_image(image)                                    # every frame
     key, shrinkage, selection = net.transform_key(features.f16)
-    value, sensory, summaries = net.encode_mask(image, features.pix_feat, sensory, masks)
-    readout, usage = net.read_pixel_memory(key, selection, memory_key, memory_shrinkage, memory_value)
-    pixel = net.fuse_pixel_readout(features.pix_feat, readout, sensory, last_mask)
-    pixel, aux = net.read_object_queries(pixel, object_memory)
-    sensory, logits, prob = net.segment(features, pixel, sensory)
+    readout = <the caller's pixel-memory readout>                         # net.read_pixel_memory
+    out = net.segment_frame(features, readout, sensory, last_mask, object_memory)
+    value, sensory, summaries = net.encode_mask(image, features.pix_feat, out.sensory, masks)  # memory frames
+
+:meth:`S3Network.segment_frame` is the one per-frame step (pixel fusion -> object queries ->
+decoder) that training, the inference engine and the model table all call.
 
 Images are RGB in [0, 1], already padded to ``model.pad_multiple`` (see ``pad_to_multiple``);
 ImageNet normalisation happens inside.
@@ -86,6 +87,16 @@ PIXEL_ENCODERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "vitdet_fpn": _build_vitdet_fpn,
     "resnet50": _build_resnet50,
 }
+
+
+@dataclass
+class FrameOutput:
+    """What :meth:`S3Network.segment_frame` returns for one batch of frames."""
+
+    sensory: Tensor  # (B, N, S, h, w): the updated sensory memory (the input one without update_sensory)
+    logits: Tensor  # (B, N+1, H, W): soft-aggregated class logits, background first
+    prob: Tensor  # (B, N+1, H, W): their softmax (fp32)
+    aux: Optional[dict[str, Tensor]] = None  # need_aux: sensory_logits (B, N+1, h, w), query_logits (B, N+1, L, h, w)
 
 
 @dataclass
@@ -220,8 +231,53 @@ class S3Network(nn.Module):
         -> refined readout (B, N, C, h, w) and aux outputs (aux logits when ``need_aux``)."""
         return self.object_transformer(pixel_readout, object_memory, selector=selector, need_aux=need_aux)
 
+    def empty_object_memory(self, features: ImageFeatures, num_objects: int) -> Tensor:
+        """The object memory of objects never memorised: zeros (B, N, 1, Q, C+1)."""
+        b = features.pix_feat.shape[0]
+        q = self.cfg.query.num_queries
+        return features.pix_feat.new_zeros(b, num_objects, 1, q, self.cfg.value_dim + 1)
+
+    # ------------------------------------------------------------------ the per-frame step
+    def segment_frame(
+        self,
+        features: ImageFeatures,
+        readout: Optional[Tensor],
+        sensory: Tensor,
+        last_mask: Tensor,
+        object_memory: Optional[Tensor],
+        selector: Optional[Tensor] = None,
+        need_aux: bool = False,
+        chunk_size: int = -1,
+        update_sensory: bool = True,
+    ) -> FrameOutput:
+        """Segment every object of one frame from what the memories gave.
+
+        features: the frame's :class:`ImageFeatures` (B frames); readout (B, N, CV, h, w) read from
+        the pixel memory, or None when no object has pixel memory (zeros are read); sensory
+        (B, N, S, h, w); last_mask (B, N, H, W), the previous frame's object probabilities;
+        object_memory (B, N, T, Q, CV+1) summaries, or None when none is memorised yet (zeros);
+        selector (B, N) 0/1 marking real objects (training), or None (all real).
+        Runs pixel fusion -> query transformer -> decoder (-> aux heads with ``need_aux``) and
+        returns a :class:`FrameOutput`.
+        """
+        num_objects = sensory.shape[1]
+        if readout is None:
+            b, _, h, w = features.pix_feat.shape
+            readout = features.pix_feat.new_zeros(b, num_objects, self.cfg.value_dim, h, w)
+        if object_memory is None:
+            object_memory = self.empty_object_memory(features, num_objects)
+        pixel = self.fuse_pixel_readout(features.pix_feat, readout, sensory, last_mask, chunk_size)
+        query_selector = None if selector is None else selector.view(*selector.shape, 1, 1)
+        # all objects at once: the query transformer's attention masks compare the objects
+        pixel, aux = self.read_object_queries(pixel, object_memory, selector=query_selector, need_aux=need_aux)
+        aux_out = self.compute_aux(features.pix_feat, sensory, aux, selector) if need_aux else None
+        new_sensory, logits, prob = self.decode(
+            features, pixel, sensory, selector=selector, chunk_size=chunk_size, update_sensory=update_sensory
+        )
+        return FrameOutput(sensory=new_sensory, logits=logits, prob=prob, aux=aux_out)
+
     # ------------------------------------------------------------------ decoding
-    def segment(
+    def decode(
         self,
         features: ImageFeatures,
         memory_readout: Tensor,
@@ -256,8 +312,3 @@ class S3Network(nn.Module):
         """A fresh sensory memory for ``num_objects`` objects: (B, N, S, h, w) zeros."""
         b, _, h, w = features.pix_feat.shape
         return features.pix_feat.new_zeros(b, num_objects, self.cfg.sensory_dim, h, w)
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        """The state dict without the frozen ViT (what a weights file for evaluation needs)."""
-        frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k not in frozen}

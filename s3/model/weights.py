@@ -95,6 +95,13 @@ def load_strict(
     module.load_state_dict({k: v for k, v in state_dict.items()}, strict=False)
 
 
+def trainable_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """The state dict without the frozen parameters (S3's frozen ViT): what a weights file needs when
+    the frozen part is reloaded from its own file (``model.backbone.weights``)."""
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in module.state_dict().items() if k not in frozen}
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename it onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,13 @@
-"""Process-group set-up for single- and multi-process training, and the distributed helpers the
-training loop needs (DDP wrapping, SyncBatchNorm, collectives, a resumable sampler).
+"""Where a process sits among torchrun's processes, and the distributed helpers the training loop
+needs (DDP wrapping, SyncBatchNorm, collectives, a resumable sampler).
 
-Launch with ``torchrun``: it sets ``RANK`` (global, across nodes), ``LOCAL_RANK`` (the GPU on this
-node) and ``WORLD_SIZE``, read here at run time only. NCCL on CUDA, gloo on CPU. The global rank
-shards the data; the local rank picks the device.
+The process group itself is joined and left by the job's runtime (``s3.run.runtime``); the global
+rank shards the data, the local rank picks the device.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sized
 
@@ -19,8 +17,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
-
-from s3.config.validation import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,33 +35,6 @@ class DistributedContext:
     @property
     def is_distributed(self) -> bool:
         return self.world_size > 1
-
-
-def init_distributed(device: str = "auto") -> DistributedContext:
-    """Read torchrun's environment, pick the device and join the process group (when > 1 process).
-
-    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        chosen = torch.device("cuda", local_rank)
-    else:
-        chosen = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://")
-    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=chosen)
-
-
-def shutdown_distributed(ctx: DistributedContext) -> None:
-    """Leave the process group joined by :func:`init_distributed`."""
-    if ctx.is_distributed and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def convert_training_batchnorms(module: nn.Module) -> int:

@@ -96,7 +96,6 @@ class RecurrentClipModel(nn.Module):
         sensory = net.zero_sensory(features_at(0), selector.shape[1])
         value, sensory, summaries = net.encode_mask(frames[:, 0], pix_feat[:, 0], sensory, masks, deep_update=True)
         values, object_memory = [value], [summaries]
-        query_selector = selector.view(*selector.shape, 1, 1)
         outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         for i in range(1, t):
             chosen = self.memory_frames(i, b, generator).to(frames.device)  # (B, M)
@@ -109,14 +108,13 @@ class RecurrentClipModel(nn.Module):
             readout, _ = net.read_pixel_memory(
                 key[:, i], selection[:, i], memory_key, memory_shrinkage, memory_value
             )
-            pixel = net.fuse_pixel_readout(features.pix_feat, readout, sensory, masks)
-            pixel, aux = net.read_object_queries(
-                pixel, torch.stack(object_memory, dim=2), selector=query_selector, need_aux=True
+            out = net.segment_frame(
+                features, readout, sensory, masks, torch.stack(object_memory, dim=2), selector=selector, need_aux=True
             )
-            aux_out = net.compute_aux(features.pix_feat, sensory, aux, selector)
-            sensory, logits, probs = net.segment(features, pixel, sensory, selector=selector)
-            outputs.append((logits, probs, aux_out["sensory_logits"], aux_out["query_logits"]))
-            masks = probs[:, 1:]
+            assert out.aux is not None
+            sensory = out.sensory
+            outputs.append((out.logits, out.prob, out.aux["sensory_logits"], out.aux["query_logits"]))
+            masks = out.prob[:, 1:]
 
             if i < t - 1:
                 deep_update = bool(torch.rand((), generator=generator) < self.deep_update_prob)

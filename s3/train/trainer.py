@@ -6,6 +6,11 @@ by seed and epoch, started part-way through an epoch after a resume) -> the recu
 (:mod:`s3.train.recurrent`, under autocast on CUDA) -> point-sampled losses -> backward (scaled for
 fp16) -> unscale, clip the gradient norm -> AdamW step -> per-iteration LR schedule step.
 
+The trainer is architecture-neutral: the network and its clip forward come from the caller's
+``architecture`` (``s3.run.architectures``: ``build_network(model_cfg)`` and
+``clip_model(network, stage)``), and the process it runs in (device, threads, torchrun's group)
+from the caller's runtime (``fit(ctx)``).
+
 The dataset of a stage is rebuilt whenever the curriculum max skip (``max_skip_schedule`` at
 ``max_skip_fractions`` of the stage's iterations) changes; each rebuild or exhausted pass starts a
 new epoch. The data position (epoch, batches consumed in it, its max skip) is saved in every
@@ -27,11 +32,10 @@ import random
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
@@ -40,17 +44,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from s3.config import to_model_config
 from s3.config.data import DataConfig
-from s3.config.model import ModelConfig
 from s3.config.structured import to_dataclass
-from s3.config.train import StageConfig, TrainConfig, to_train_config
+from s3.config.train import StageConfig, TrainConfig
 from s3.config.validation import ConfigError
 from s3.data.build import build_train_dataset
 from s3.data.sampling import max_skip_at
-from s3.model.build import build_network
-from s3.model.network import S3Network
-from s3.model.weights import CheckpointError, atomic_save, load_strict
+from s3.model.precision import PRECISION_DTYPES, autocast
+from s3.model.weights import CheckpointError, atomic_save, load_strict, trainable_state_dict
 from s3.train.checkpoint import (
     capture_rng_state,
     checkpoint_path,
@@ -67,19 +68,16 @@ from s3.train.distributed import (
     any_process,
     convert_training_batchnorms,
     gather_objects,
-    init_distributed,
-    shutdown_distributed,
     wrap_ddp,
 )
 from s3.train.logging import RunLogging, ScalarWriter, clip_grid, format_scalars
 from s3.train.losses import clip_losses
 from s3.train.optim import build_optimizer, build_scheduler
-from s3.train.recurrent import ClipPrediction, RecurrentClipModel
+from s3.train.recurrent import ClipPrediction
 
 logger = logging.getLogger(__name__)
 
 DatasetBuilder = Callable[[DataConfig, int, int], Dataset]  # (cfg, max_skip, seed) -> clips
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 RANK_SEED_STRIDE = 1000  # process r seeds its RNGs with seed + 1000 r + (stage index, start iteration)
 CHECKPOINT_FORMAT = 1
 
@@ -281,39 +279,48 @@ class StopRequest:
         self.previous.clear()
 
 
+class TrainableArchitecture(Protocol):
+    """What the trainer needs of a model architecture (``s3.run.architectures.Architecture``)."""
+
+    build_network: Callable[[Any], nn.Module]  # model config -> network with its weight files loaded
+    clip_model: Callable[[nn.Module, StageConfig], nn.Module]  # (network, stage) -> the clip forward
+
+
 class Trainer:
     """Runs the stages of ``train_cfg`` on the network of ``model_cfg``.
 
-    ``data_node`` is the top-level ``data`` config (each stage merges its ``data`` overrides on it);
-    ``run_config`` is the resolved YAML of the whole run, saved in the run directory;
-    ``build_dataset`` makes a stage's dataset (``s3.data.build.build_train_dataset`` by default).
-    After :meth:`fit`, ``network`` holds the trained network.
+    ``architecture`` builds the network and its clip forward; ``data_node`` is the top-level
+    ``data`` config (each stage merges its ``data`` overrides on it); ``run_config`` is the
+    resolved YAML of the whole run, saved in the run directory; ``build_dataset`` makes a stage's
+    dataset (``s3.data.build.build_train_dataset`` by default). After :meth:`fit`, ``network``
+    holds the trained network.
     """
 
     def __init__(
         self,
-        model_cfg: ModelConfig,
+        architecture: TrainableArchitecture,
+        model_cfg: Any,
         train_cfg: TrainConfig,
         data_node: DictConfig | dict[str, Any],
         run_config: str,
         build_dataset: DatasetBuilder = build_train_dataset,
     ) -> None:
+        self.architecture = architecture
         self.model_cfg = model_cfg
         self.cfg = train_cfg
         self.data_cfgs = [stage_data_config(data_node, stage) for stage in train_cfg.stages]
         self.run_config = run_config
         self.build_dataset = build_dataset
         self.run_dir = Path(train_cfg.run_dir)
-        self.network: Optional[S3Network] = None
+        self.network: Optional[nn.Module] = None
         self.stop = StopRequest()
 
     # ------------------------------------------------------------------ the run
-    def fit(self) -> list[StageReport]:
-        """Train every stage not finished yet (resuming per ``train.resume``); one report per stage run."""
-        ctx = init_distributed(self.cfg.device)
+    def fit(self, ctx: DistributedContext) -> list[StageReport]:
+        """Train every stage not finished yet (resuming per ``train.resume``) in the process ``ctx``
+        describes (``s3.run.runtime.process_runtime``); one report per stage run."""
         run_logging = RunLogging(self.run_dir, ctx.rank)
         writer = ScalarWriter(self.run_dir, ctx.is_main)
-        torch_settings = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
         self.stop.install()
         try:
             return self._fit(ctx, writer)
@@ -325,18 +332,11 @@ class Trainer:
             raise
         finally:
             self.stop.uninstall()
-            torch.set_num_threads(torch_settings[0])
-            torch.use_deterministic_algorithms(torch_settings[1])
             writer.close()
             run_logging.close()
-            shutdown_distributed(ctx)
 
     def _fit(self, ctx: DistributedContext, writer: ScalarWriter) -> list[StageReport]:
         cfg = self.cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.use_deterministic_algorithms(cfg.deterministic, warn_only=ctx.device.type == "cuda")
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and not cfg.deterministic
         for i, stage in enumerate(cfg.stages):
             if stage.batch_size % ctx.world_size:
                 raise ConfigError(
@@ -345,7 +345,7 @@ class Trainer:
                 )
         resume = self._resume_state()
         seed_everything(cfg.seed)  # the same initial weights on every process
-        network = build_network(self.model_cfg).to(ctx.device)
+        network = self.architecture.build_network(self.model_cfg).to(ctx.device)
         if resume is not None:
             self._load_network(network, resume)
         synced = False
@@ -396,7 +396,7 @@ class Trainer:
         logger.info("resuming from %s (stage %s, iteration %d)", path, state["stage_name"], state["iteration"])
         return state
 
-    def _load_network(self, network: S3Network, state: dict[str, Any]) -> None:
+    def _load_network(self, network: nn.Module, state: dict[str, Any]) -> None:
         frozen = tuple(name for name, p in network.named_parameters() if not p.requires_grad)
         load_strict(network, state["network"], "train.resume (network)", allow_missing=frozen)
         expected, actual = float(state["frozen_checksum"]), frozen_checksum(network)
@@ -407,7 +407,7 @@ class Trainer:
             )
 
     def _log_start(
-        self, ctx: DistributedContext, writer: ScalarWriter, network: S3Network, resume: Optional[dict[str, Any]]
+        self, ctx: DistributedContext, writer: ScalarWriter, network: nn.Module, resume: Optional[dict[str, Any]]
     ) -> None:
         trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in network.parameters() if not p.requires_grad)
@@ -431,7 +431,7 @@ class Trainer:
     def _start_stage(
         self,
         ctx: DistributedContext,
-        network: S3Network,
+        network: nn.Module,
         index: int,
         resume: Optional[dict[str, Any]],
         synced_batchnorm: bool,
@@ -439,8 +439,8 @@ class Trainer:
         """Model wrapper, optimiser, schedule, scaler, coin generator and data of stage ``index``,
         fresh (seeded per process) or restored from ``resume``."""
         cfg, stage = self.cfg, self.cfg.stages[index]
-        amp_dtype = AMP_DTYPES[cfg.amp_dtype] if stage.amp and ctx.device.type == "cuda" else None
-        clip_model = RecurrentClipModel(network, stage.num_ref_frames, stage.deep_update_prob)
+        amp_dtype = PRECISION_DTYPES[self._stage_precision(index, ctx)]
+        clip_model = self.architecture.clip_model(network, stage)
         model = wrap_ddp(clip_model, ctx, synced_batchnorm)
         optimizer = build_optimizer(network, stage.optim, amp=amp_dtype is not None)
         run = StageRun(
@@ -477,6 +477,16 @@ class Trainer:
             run.stream.position = DataPosition(position.epoch + 1, 0, position.max_skip)
         return run
 
+    def _stage_precision(self, index: int, ctx: DistributedContext) -> str:
+        """The stage's precision (its own, else ``train.precision``); fp16 needs CUDA, so a CPU run
+        trains an fp16 stage in fp32 (and says so)."""
+        precision = self.cfg.stages[index].precision or self.cfg.precision
+        if precision == "fp16" and ctx.device.type != "cuda":
+            logger.warning("stage %s: precision fp16 needs CUDA; training in fp32 on %s",
+                           self.cfg.stages[index].name, ctx.device)
+            return "fp32"
+        return precision
+
     def _seed_stage(self, run: StageRun, ctx: DistributedContext, iteration: int) -> None:
         """Seed the global RNGs and the coin generator, differently per process, stage and start."""
         seed = self.cfg.seed + RANK_SEED_STRIDE * ctx.rank + run.index + run.global_offset + iteration
@@ -487,7 +497,7 @@ class Trainer:
         self,
         ctx: DistributedContext,
         writer: ScalarWriter,
-        network: S3Network,
+        network: nn.Module,
         index: int,
         resume: Optional[dict[str, Any]],
         synced_batchnorm: bool,
@@ -515,8 +525,7 @@ class Trainer:
                 labels = batch["labels"].to(ctx.device, non_blocking=True)
                 selector = batch["selector"].to(ctx.device, non_blocking=True)
                 self._check_frame_size(frames)
-                autocast = torch.autocast(ctx.device.type, dtype=run.amp_dtype) if run.amp_dtype else nullcontext()
-                with autocast:
+                with autocast(ctx.device, run.amp_dtype):
                     prediction: ClipPrediction = run.model(frames, labels[:, 0], selector, run.generator)
                 losses = clip_losses(
                     prediction.logits,
@@ -595,7 +604,7 @@ class Trainer:
         meter.reset()
         return values
 
-    def _save(self, ctx: DistributedContext, network: S3Network, run: StageRun) -> None:
+    def _save(self, ctx: DistributedContext, network: nn.Module, run: StageRun) -> None:
         """Full checkpoint (every process's RNG states gathered to rank 0) and the stage's weights file."""
         rng_states = gather_objects(capture_rng_state(run.generator), ctx)
         if not ctx.is_main:
@@ -608,7 +617,7 @@ class Trainer:
             "stage_name": run.stage.name,
             "iteration": run.iteration,
             "global_iteration": global_iteration,
-            "network": network.trainable_state_dict(),
+            "network": trainable_state_dict(network),
             "frozen_checksum": frozen_checksum(network),
             "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
@@ -622,17 +631,6 @@ class Trainer:
         # The frozen ViT is left out only when it can be reloaded from model.backbone.weights;
         # a randomly initialised ViT (tiny models, tests) must travel with the weights.
         include_vit = self.model_cfg.backbone.weights is None
-        atomic_save(network.state_dict() if include_vit else network.trainable_state_dict(), weights)
+        atomic_save(network.state_dict() if include_vit else trainable_state_dict(network), weights)
         prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
         logger.info("saved %s and %s", path, weights)
-
-
-def train_from_config(cfg: DictConfig) -> list[StageReport]:
-    """Run the training described by a composed top-level ``train`` config (model, data, train)."""
-    trainer = Trainer(
-        to_model_config(cfg.model),
-        to_train_config(cfg.train),
-        cfg.data,
-        run_config=OmegaConf.to_yaml(cfg, resolve=True),
-    )
-    return trainer.fit()

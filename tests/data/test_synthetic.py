@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from s3.config import ConfigError, compose
-from s3.config.synthetic import SplitSizes, SyntheticConfig, to_synthetic_config
+from s3.config.jobs import to_make_synthetic_config
+from s3.config.synthetic import SplitSizes, SyntheticConfig
 from s3.data.palette import read_mask
 from s3.data.synthetic import (
     SHAPES,
@@ -285,8 +286,10 @@ def test_prepare_root_refuses_a_different_dataset_unless_told(tmp_path: Path) ->
 
 
 def test_yaml_and_schema_defaults_agree() -> None:
-    assert to_synthetic_config(compose("make_synthetic")) == SyntheticConfig()
-    cfg = to_synthetic_config(compose("make_synthetic", ["layout=ytvos", "num_videos.train=3", "frame_size=[480,854]"]))
+    assert to_make_synthetic_config(compose("make_synthetic")).synthetic == SyntheticConfig()
+    cfg = to_make_synthetic_config(
+        compose("make_synthetic", ["layout=ytvos", "num_videos.train=3", "frame_size=[480,854]"])
+    ).synthetic
     assert (cfg.layout, cfg.num_videos.train, cfg.frame_size) == ("ytvos", 3, [480, 854])
 
 
@@ -305,4 +308,4 @@ def test_yaml_and_schema_defaults_agree() -> None:
 )
 def test_bad_values_name_their_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        to_synthetic_config(compose("make_synthetic", [override]))
+        to_make_synthetic_config(compose("make_synthetic", [override]))

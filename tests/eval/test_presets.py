@@ -12,6 +12,7 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 from PIL import Image
+from s3.run.evaluate import RunFolderError, run_evaluation
 from tiny_datasets import (
     HEIGHT,
     WIDTH,
@@ -31,7 +32,6 @@ from s3.data.palette import read_mask
 from s3.data.rle import rle_decode
 from s3.eval.datasets import DatasetError, list_videos
 from s3.eval.ensemble import merge_frame
-from s3.inference.evaluation import RunFolderError, run_evaluation
 
 DAVIS_FRAMES = {"bear": 4, "cows": 3}
 ALL_DAVIS = {v: [f"{t:05d}" for t in range(n)] for v, n in DAVIS_FRAMES.items()}
@@ -164,7 +164,7 @@ def test_preset_frames_and_outputs(name: str, tmp_path: Path, network) -> None:
     assert {v.name: sorted({*v.mask_files, *v.burst_masks}) for v in videos} == expected.fed
     assert {v.name: [f for f in v.frame_names if v.saves(f)] for v in videos} == expected.written
 
-    report = run_evaluation(cfg, network, out)
+    report = run_evaluation(cfg, network, network.cfg, out)
     assert report.videos_run == len(videos) and report.frames == sum(len(v) for v in expected.processed.values())
     assert report.model_fps > 0 and report.end_to_end_fps > 0 and report.peak_memory_mib > 0
 
@@ -232,7 +232,7 @@ def test_feeding_ground_truth_is_refused(tmp_path: Path, network) -> None:
                                                            f"dataset.mask_dir={tmp_path / 'user/masks'}",
                                                            "use_all_masks=true"])
     with pytest.raises(DatasetError, match="00001.png: objects \\[1, 2\\] were already given"):
-        run_evaluation(cfg, network, tmp_path / "o")
+        run_evaluation(cfg, network, network.cfg, tmp_path / "o")
 
 
 def test_missing_and_bad_keys_name_the_key(tmp_path: Path) -> None:
@@ -252,14 +252,14 @@ def test_missing_and_bad_keys_name_the_key(tmp_path: Path) -> None:
 def test_resume_skips_finished_videos_and_refuses_other_settings(tmp_path: Path, network) -> None:
     root, out = tmp_path / "data", tmp_path / "run"
     make_davis(root, DAVIS_FRAMES)
-    first = run_evaluation(eval_config("synthetic", root, out, ["score=false"]), network, out)
+    first = run_evaluation(eval_config("synthetic", root, out, ["score=false"]), network, network.cfg, out)
     assert (first.videos_run, first.videos_skipped) == (2, 0)
     (out / "progress" / "cows.done").unlink()  # as if interrupted during "cows"
-    again = run_evaluation(eval_config("synthetic", root, out, ["score=false"]), network, out)
+    again = run_evaluation(eval_config("synthetic", root, out, ["score=false"]), network, network.cfg, out)
     assert (again.videos_run, again.videos_skipped) == (1, 1)
     with pytest.raises(RunFolderError, match="run_settings.json: .*other settings \\(inference, protocol differ\\)"):
-        run_evaluation(eval_config("synthetic", root, out, ["mem_every=3"]), network, out)
-    fresh = run_evaluation(eval_config("synthetic", root, out, ["mem_every=3", "resume=false"]), network, out)
+        run_evaluation(eval_config("synthetic", root, out, ["mem_every=3"]), network, network.cfg, out)
+    fresh = run_evaluation(eval_config("synthetic", root, out, ["mem_every=3", "resume=false"]), network, network.cfg, out)
     assert (fresh.videos_run, fresh.videos_skipped) == (2, 0)
 
 
@@ -286,7 +286,7 @@ def test_plus_reads_full_resolution_and_writes_at_480p_size(tmp_path: Path, netw
     (video,) = list_videos(cfg.dataset, cfg.protocol())
     assert video.frames[0].parent.name == "bear" and "Full-Resolution" in str(video.frames[0])
     assert video.output_size == (HEIGHT, WIDTH)
-    run_evaluation(cfg, network, out)
+    run_evaluation(cfg, network, network.cfg, out)
     first = read_mask(out / "Annotations" / "bear" / "00000.png")
     assert first.shape == (HEIGHT, WIDTH)
     assert np.array_equal(first, read_mask(root / "Annotations" / "480p" / "bear" / "00000.png"))

@@ -12,17 +12,17 @@ worked out by hand in test_metrics.py:
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from s3.config import ConfigError, to_dataclass
+from s3.config import ConfigError, compose, to_dataclass
 from s3.config.score import ScoreConfig
 from s3.eval import MaskFileError, ScoreTable, evaluate_sequences, score_davis, write_csvs
+from s3.run.cli import run_job
+from s3.run.scores import score_from_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (10, 10)
@@ -251,26 +251,25 @@ def test_score_config_validation() -> None:
         to_dataclass(node, ScoreConfig, "score")
 
 
-def run_score_script(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "score.py"), *overrides],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
-    )
+def score_job(*overrides: str) -> tuple[ScoreTable, Path]:
+    """The scoring job (``scripts/score.py``) on ``configs/score.yaml`` with ``overrides``, in-process."""
+    return run_job(lambda: score_from_config(compose("score", overrides)))
 
 
-def test_command_line(davis_root: Path, tmp_path: Path) -> None:
+def test_scoring_job(davis_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    done = run_score_script(f"davis_root={davis_root}", "subset=val", f"results={davis_root / 'results'}",
-                            f"out={out}", "workers=1", "progress=false")
-    assert done.returncode == 0, done.stderr
-    assert "alpha_2" in done.stdout
+    table, written_to = score_job(f"davis_root={davis_root}", "subset=val", f"results={davis_root / 'results'}",
+                                  f"out={out}", "workers=1", "progress=false")
+    assert written_to == out and "alpha_2" in table.format()
     with open(out / "global_results-val.csv", newline="") as handle:
         assert list(csv.reader(handle))[1][0] == "0.637"
 
 
-def test_command_line_bad_input_is_one_line_naming_the_file(davis_root: Path) -> None:
+def test_scoring_job_bad_input_is_one_line_naming_the_file(davis_root: Path, capsys: pytest.CaptureFixture) -> None:
     write_png(davis_root / "results" / "beta" / "00001.png", labels((9, SQUARE)))
-    done = run_score_script(f"davis_root={davis_root}", f"results={davis_root / 'results'}", "progress=false")
-    assert done.returncode == 1
-    assert done.stderr.strip().count("\n") == 0, done.stderr
-    assert f"{davis_root / 'results' / 'beta' / '00001.png'}: predicted id 9" in done.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        score_job(f"davis_root={davis_root}", f"results={davis_root / 'results'}", "progress=false")
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"error: {davis_root / 'results' / 'beta' / '00001.png'}: predicted id 9")

@@ -8,7 +8,7 @@ import time
 import torch
 
 from s3.config import load_model_config
-from s3.config.eval import InferenceConfig, LongTermConfig
+from s3.config.inference import InferenceConfig, LongTermConfig
 from s3.inference.processor import VideoProcessor
 from s3.model.build import build_network
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from s3.config.eval import InferenceConfig, LongTermConfig
+from s3.config.inference import InferenceConfig, LongTermConfig
 from s3.inference.memory_store import PixelMemory
 
 B, CK, CV, H, W = 1, 4, 3, 2, 3  # 6 tokens per frame

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s3.config.eval import InferenceConfig
+from s3.config.inference import InferenceConfig
+from s3.config.validation import ConfigError
 from s3.inference.processor import VideoProcessor, sensory_update_offsets
 from s3.model.aggregation import soft_aggregate
 
@@ -175,3 +176,78 @@ def test_bad_inputs_fail_with_a_message(network) -> None:
     processor.step(torch.rand(3, H, W), FIRST)
     with pytest.raises(ValueError, match="frame size changed"):
         processor.step(torch.rand(3, 100, 100))
+
+
+# ---------------------------------------------------------------- controls between frames
+def run_video(processor: VideoProcessor, frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [processor.step(frames[0], FIRST).probabilities] + [processor.step(f).probabilities for f in frames[1:]]
+
+
+def test_clear_memory_starts_a_new_video(network) -> None:
+    frames = images(4)
+    fresh = run_video(VideoProcessor(network, InferenceConfig(mem_every=1)), frames)
+    reused = VideoProcessor(network, InferenceConfig(mem_every=1))
+    run_video(reused, images(3, seed=1))
+    reused.clear_memory()
+    assert reused.object_ids == [] and reused.memory.num_tokens == 0 and reused.frame_index == -1
+    for a, b in zip(fresh, run_video(reused, frames)):
+        assert torch.equal(a, b)
+
+
+def test_clear_non_permanent_memory_keeps_the_first_frame_only(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig(mem_every=1, memorise_empty_frames=True))
+    run_video(processor, images(4))
+    per_frame = processor.memory.tokens_per_frame
+    assert processor.memory.num_tokens == 4 * per_frame
+    processor.clear_non_permanent_memory()
+    assert processor.memory.num_tokens == processor.memory.num_permanent_tokens() == per_frame
+    assert processor.object_ids == [5, 17]
+    processor.step(images(1, seed=3)[0])  # still segments from the permanent frame
+    assert processor.memory.num_tokens == 2 * per_frame
+
+
+def test_clear_sensory_memory_zeroes_every_state(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig())
+    run_video(processor, images(3))
+    assert any(state.abs().sum() > 0 for state in processor.sensory.states.values())
+    processor.clear_sensory_memory()
+    assert sorted(processor.sensory.states) == [5, 17]
+    assert all(state.abs().sum() == 0 for state in processor.sensory.states.values())
+
+
+def test_update_config_changes_the_schedule_mid_video(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig(mem_every=5, memorise_empty_frames=True))
+    frames = images(6)
+    processor.step(frames[0], FIRST)
+    assert not processor.step(frames[1]).memorised
+    processor.update_config(mem_every=1, top_k=5)
+    assert processor.config.top_k == 5 and processor.memory.config.mem_every == 1
+    assert processor.step(frames[2]).memorised and processor.step(frames[3]).memorised
+
+
+def test_update_config_refuses_what_cannot_change_mid_video(network) -> None:
+    processor = VideoProcessor(network, InferenceConfig())
+    processor.update_config(flip_aug=True)  # before the first frame: allowed
+    processor.step(images(1)[0], FIRST)
+    with pytest.raises(ConfigError, match="inference.flip_aug: cannot change in the middle of a video"):
+        processor.update_config(flip_aug=False)
+    with pytest.raises(ConfigError, match="inference.top_k must be > 0"):
+        processor.update_config(top_k=0)
+    with pytest.raises(ConfigError, match="inference.topk: unknown key"):
+        processor.update_config(topk=3)
+    assert processor.config.flip_aug and processor.config.top_k == 30
+
+
+# ---------------------------------------------------------------- precision
+def test_bf16_runs_on_the_cpu_close_to_fp32(network) -> None:
+    frames = images(4)
+    fp32 = run_video(VideoProcessor(network, InferenceConfig(mem_every=1)), frames)
+    bf16 = run_video(VideoProcessor(network, InferenceConfig(mem_every=1, precision="bf16")), frames)
+    for a, b in zip(fp32[1:], bf16[1:]):
+        assert b.dtype == torch.float32 and not torch.equal(a, b)  # bf16 really ran
+        assert (a - b).abs().max() < 0.1
+
+
+def test_fp16_needs_cuda(network) -> None:
+    with pytest.raises(ValueError, match="inference.precision=fp16 needs a CUDA device"):
+        VideoProcessor(network, InferenceConfig(precision="fp16"))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from s3.config.eval import InferenceConfig
+from s3.config.inference import InferenceConfig
+from s3.inference.processor import VideoProcessor
 from s3.inference.video import ImageFolder, VideoFile, open_frames, propagate, propagation_order
 
 H, W, N = 32, 48, 8
@@ -73,7 +74,7 @@ def test_propagation_order() -> None:
 def test_forward_propagation_from_a_middle_frame(network, frame_folder: Path) -> None:
     frames = open_frames(frame_folder)
     masks = {2: box_mask(7), 5: box_mask(11, top=18, left=30)}
-    results = list(propagate(network, InferenceConfig(), frames, masks, progress=False))
+    results = list(propagate(VideoProcessor(network, InferenceConfig()), frames, masks, progress=False))
     assert [i for i, _ in results] == list(range(2, N))
     first = results[0][1]
     assert first.object_ids == [7] and torch.equal(first.id_mask(), torch.from_numpy(masks[2]))
@@ -86,11 +87,11 @@ def test_forward_propagation_from_a_middle_frame(network, frame_folder: Path) ->
 def test_reverse_propagation(network, frame_folder: Path) -> None:
     frames = open_frames(frame_folder)
     masks = {1: box_mask(4), 5: box_mask(9)}
-    results = list(propagate(network, InferenceConfig(), frames, masks, reverse=True, progress=False))
+    results = list(propagate(VideoProcessor(network, InferenceConfig()), frames, masks, reverse=True, progress=False))
     assert [i for i, _ in results] == [5, 4, 3, 2, 1, 0]
     assert torch.equal(results[0][1].id_mask(), torch.from_numpy(masks[5]))
     assert results[4][1].object_ids == [9, 4]
-    partial = list(propagate(network, InferenceConfig(), frames, masks, start=5, stop=3, reverse=True, progress=False))
+    partial = list(propagate(VideoProcessor(network, InferenceConfig()), frames, masks, start=5, stop=3, reverse=True, progress=False))
     assert [i for i, _ in partial] == [5, 4, 3]
     with pytest.raises(ValueError, match="has no mask"):
-        next(propagate(network, InferenceConfig(), frames, masks, start=4, progress=False))
+        next(propagate(VideoProcessor(network, InferenceConfig()), frames, masks, start=4, progress=False))

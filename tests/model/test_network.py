@@ -54,10 +54,39 @@ def test_every_operation_has_the_documented_shapes(tiny: S3Network) -> None:
         aux_out = tiny.compute_aux(f.pix_feat, sensory, aux)
         assert aux_out["sensory_logits"].shape == (b, n + 1, h, w)
         assert aux_out["query_logits"].shape == (b, n + 1, cfg.query.num_blocks + 1, h, w)
-        new_sensory, logits, prob = tiny.segment(f, pixel, sensory)
+        new_sensory, logits, prob = tiny.decode(f, pixel, sensory)
         assert new_sensory.shape == sensory.shape and not torch.equal(new_sensory, sensory)
         assert logits.shape == prob.shape == (b, n + 1, H, W)
         torch.testing.assert_close(prob.sum(1), torch.ones(b, H, W))
+
+
+def test_segment_frame_is_fusion_queries_and_decoder_in_order(tiny: S3Network) -> None:
+    """The one per-frame step equals its parts called by hand, and reads zeros for absent memories."""
+    b, n, H, W = 1, 2, 64, 96
+    image, masks = torch.rand(b, 3, H, W), random_masks(b, n, H, W)
+    tiny.eval()
+    with torch.no_grad():
+        f = tiny.encode_image(image)
+        key, shrinkage, selection = tiny.transform_key(f.f16)
+        value, sensory, summaries = tiny.encode_mask(image, f.pix_feat, tiny.zero_sensory(f, n), masks)
+        readout, _ = tiny.read_pixel_memory(key, selection, key.flatten(2), shrinkage.flatten(2), value.flatten(3), top_k=5)
+        object_memory = summaries.unsqueeze(2)
+        out = tiny.segment_frame(f, readout, sensory, masks, object_memory, need_aux=True)
+
+        pixel = tiny.fuse_pixel_readout(f.pix_feat, readout, sensory, masks)
+        pixel, aux = tiny.read_object_queries(pixel, object_memory, need_aux=True)
+        aux_out = tiny.compute_aux(f.pix_feat, sensory, aux)
+        new_sensory, logits, prob = tiny.decode(f, pixel, sensory)
+        assert torch.equal(out.sensory, new_sensory) and torch.equal(out.logits, logits) and torch.equal(out.prob, prob)
+        assert out.aux is not None and torch.equal(out.aux["query_logits"], aux_out["query_logits"])
+
+        empty = tiny.segment_frame(f, None, sensory, masks, None)
+        zeros = tiny.segment_frame(
+            f, torch.zeros_like(readout), sensory, masks, torch.zeros_like(object_memory)
+        )
+        assert empty.aux is None and torch.equal(empty.prob, zeros.prob)
+        kept = tiny.segment_frame(f, readout, sensory, masks, object_memory, update_sensory=False)
+        assert torch.equal(kept.sensory, sensory) and torch.equal(kept.prob, out.prob)
 
 
 def test_selector_removes_padded_objects(tiny: S3Network) -> None:
@@ -67,7 +96,7 @@ def test_selector_removes_padded_objects(tiny: S3Network) -> None:
         f = tiny.encode_image(image)
         pixel = torch.randn(1, 3, tiny.cfg.embed_dim, 4, 4)
         sensory = tiny.zero_sensory(f, 3)
-        _, _, prob = tiny.segment(f, pixel, sensory, selector=torch.tensor([[1.0, 1.0, 0.0]]))
+        _, _, prob = tiny.decode(f, pixel, sensory, selector=torch.tensor([[1.0, 1.0, 0.0]]))
     assert prob[:, 3].max() < 1e-5  # the padded third object gets (almost) nothing
 
 
@@ -81,7 +110,7 @@ def test_odd_sizes_are_padded_then_cropped_back(tiny: S3Network) -> None:
         f = tiny.encode_image(padded)
         sensory = tiny.zero_sensory(f, 2)
         pixel = torch.randn(1, 2, tiny.cfg.embed_dim, *f.pix_feat.shape[-2:])
-        _, _, prob = tiny.segment(f, pixel, sensory)
+        _, _, prob = tiny.decode(f, pixel, sensory)
     assert unpad(prob, pads).shape == (1, 3, 70, 100)
     with pytest.raises(ValueError, match="not a multiple of model.pad_multiple=32; pad it"):
         tiny.encode_image(image)

@@ -17,6 +17,7 @@ from s3.model.weights import (
     load_network_weights,
     reference_key_to_ours,
     reference_to_ours,
+    trainable_state_dict,
 )
 
 
@@ -99,8 +100,8 @@ def test_our_layout_round_trips_and_the_vit_may_come_from_the_backbone_file(tmp_
     full = tmp_path / "full.pth"
     torch.save(source.state_dict(), full)
     eval_weights = tmp_path / "eval.pth"
-    torch.save(source.trainable_state_dict(), eval_weights)
-    assert not any(k.startswith("pixel_encoder.vit.") for k in source.trainable_state_dict())
+    torch.save(trainable_state_dict(source), eval_weights)
+    assert not any(k.startswith("pixel_encoder.vit.") for k in trainable_state_dict(source))
 
     torch.manual_seed(2)
     target = S3Network(cfg)
@@ -120,7 +121,7 @@ def test_build_network_reads_every_configured_file(tmp_path: Path) -> None:
     vit_file = tmp_path / "vit.pth"
     torch.save(source.pixel_encoder.vit.state_dict(), vit_file)
     weights_file = tmp_path / "weights.pth"
-    torch.save(source.trainable_state_dict(), weights_file)
+    torch.save(trainable_state_dict(source), weights_file)
     built = build_network(
         load_model_config("s3_tiny", [f"model.backbone.weights={vit_file}", f"model.weights={weights_file}"])
     )
@@ -156,24 +157,15 @@ def test_reference_rules_leave_our_names_alone(s3_vitb: S3Network) -> None:
     assert reference_to_ours(dict.fromkeys(ours, 0)) == dict.fromkeys(ours, 0)
 
 
-def test_convert_checkpoint_script_writes_our_layout(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from conftest import REPO_ROOT
+def test_convert_job_writes_our_layout(tmp_path: Path) -> None:
+    from s3.config import compose
+    from s3.run.convert import convert_from_config
 
     checkpoint = synthetic_reference_checkpoint()
     src, out = tmp_path / "official.pth", tmp_path / "ours.pth"
     torch.save(checkpoint, src)
-    result = subprocess.run(
-        [sys.executable, "scripts/convert_checkpoint.py", f"src={src}", f"out={out}", "drop_vit=true"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "(reference layout)" in result.stdout
+    printed = convert_from_config(compose("convert_checkpoint", [f"src={src}", f"out={out}", "drop_vit=true"]))
+    assert "(reference layout)" in printed
     converted = torch.load(out, weights_only=True)
     assert not any(k.startswith("pixel_encoder.vit.") for k in converted)
     expected = {reference_key_to_ours(k): v for k, v in checkpoint.items() if ".vit_module." not in k}

@@ -17,6 +17,9 @@ from torch.utils.data import Dataset
 
 from s3.config.data import DataConfig
 from s3.config.train import TrainConfig, to_train_config
+from s3.run.architectures import architecture
+from s3.run.runtime import process_runtime
+from s3.train.trainer import StageReport, Trainer
 
 FRAME_SIZE = 64
 
@@ -110,7 +113,7 @@ def tiny_stage(**overrides: Any) -> dict[str, Any]:
         "name": "main",
         "num_iterations": 6,
         "batch_size": 2,
-        "amp": False,
+        "precision": "fp32",
         "num_ref_frames": 3,
         "max_skip_schedule": [1, 2],  # the curriculum switches at half time: a new dataset and epoch
         "max_skip_fractions": [0.0, 0.5],
@@ -141,3 +144,15 @@ def tiny_train_config(run_dir: Path, stages: Optional[list[dict[str, Any]]] = No
 
 
 TEST_DATA_NODE: dict[str, Any] = {"name": "squares"}  # the data config is unused by SquaresBuilder
+
+
+def new_trainer(model_cfg: Any, cfg: TrainConfig, run_config: str, builder: SquaresBuilder) -> Trainer:
+    """A Trainer of ``model_cfg``'s architecture on the squares (``TEST_DATA_NODE``)."""
+    return Trainer(architecture(model_cfg), model_cfg, cfg, TEST_DATA_NODE, run_config, builder)
+
+
+def fit(trainer: Trainer) -> list[StageReport]:
+    """Train in the process runtime the trainer's config asks for (as the training job does)."""
+    cfg = trainer.cfg
+    with process_runtime(cfg.device, cfg.threads, cfg.deterministic, cfg.cudnn_benchmark) as ctx:
+        return trainer.fit(ctx)

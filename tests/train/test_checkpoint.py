@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
+from helpers import SquaresBuilder, fit, new_trainer, tiny_stage, tiny_train_config
 
 from s3.config import load_model_config
 from s3.model import weights as weight_files
@@ -24,7 +24,6 @@ from s3.train.checkpoint import (
     restore_rng_state,
     weights_path,
 )
-from s3.train.trainer import Trainer
 
 
 def test_atomic_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -101,7 +100,7 @@ def test_weights_file_leaves_out_a_vit_that_its_backbone_file_provides(tmp_path:
     backbone = [f"model.backbone.weights={vit_file}", "model.backbone.weights_format=timm"]
     run_dir = tmp_path / "run"
     cfg = tiny_train_config(run_dir, [tiny_stage(num_iterations=1)])
-    Trainer(load_model_config("s3_tiny", backbone), cfg, TEST_DATA_NODE, "run: vit\n", SquaresBuilder(length=4)).fit()
+    fit(new_trainer(load_model_config("s3_tiny", backbone), cfg, "run: vit\n", SquaresBuilder(length=4)))
     weights = torch.load(weights_path(run_dir, "main"), weights_only=True)
     assert weights and not any(k.startswith("pixel_encoder.vit.") for k in weights)
     # evaluation rebuilds the ViT from its own file and takes everything else from the weights file

@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 
 import torch
-from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
+from helpers import SquaresBuilder, fit, new_trainer, tiny_stage, tiny_train_config
 
 from s3.config import load_model_config
 from s3.model.network import S3Network
 from s3.train.distributed import convert_training_batchnorms
-from s3.train.trainer import Trainer
 
 ITERATIONS = 3
 GLOBAL_BATCH = 4
@@ -81,8 +80,8 @@ if __name__ == "__main__":
         num_iterations=ITERATIONS, batch_size=GLOBAL_BATCH, max_skip_schedule=[1], max_skip_fractions=[0.0]
     )
     cfg = tiny_train_config(out / "run", [stage])
-    trainer = Trainer(load_model_config("s3_tiny"), cfg, TEST_DATA_NODE, "run: ddp-test\n", builder)
-    reports = trainer.fit()
+    trainer = new_trainer(load_model_config("s3_tiny"), cfg, "run: ddp-test\n", builder)
+    reports = fit(trainer)
     assert trainer.network is not None
     torch.save(
         {

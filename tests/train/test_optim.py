@@ -136,7 +136,7 @@ def test_cutie_recipe_pretrains_on_static_images_first() -> None:
     train, model = composed("recipe=cutie")
     assert model.name == "cutie_base" and [s.name for s in train.stages] == ["pretraining", "main"]
     pre = train.stages[0]
-    assert (pre.num_iterations, pre.amp, pre.num_ref_frames, pre.loss.num_points) == (80_000, False, 2, 8192)
+    assert (pre.num_iterations, pre.precision, pre.num_ref_frames, pre.loss.num_points) == (80_000, "fp32", 2, 8192)
     assert (pre.optim.lr, pre.optim.lr_schedule, pre.data) == (1e-4, "constant", {"static": {"enabled": True}})
     assert main_stage_values("recipe=cutie") == (125_000, [100_000, 115_000], 1e-4, 0.001, 0.0, 16)
     assert main_stage_values("recipe=cutie", "data=mega")[:2] == (175_000, [140_000, 160_000])

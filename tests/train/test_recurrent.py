@@ -97,15 +97,15 @@ def test_the_generator_makes_the_forward_reproducible(tiny: S3Network) -> None:
 def test_the_last_frame_back_propagates_into_earlier_predictions(tiny: S3Network, monkeypatch) -> None:
     """The prediction of frame 1 is memorised (not detached), so frame 2's output depends on it."""
     kept: list[torch.Tensor] = []
-    segment = tiny.segment
+    decode = tiny.decode
 
     def keeping(*args, **kwargs):
-        sensory, logits, probs = segment(*args, **kwargs)
+        sensory, logits, probs = decode(*args, **kwargs)
         probs.retain_grad()
         kept.append(probs)
         return sensory, logits, probs
 
-    monkeypatch.setattr(tiny, "segment", keeping)
+    monkeypatch.setattr(tiny, "decode", keeping)
     frames, labels, selector = clip(t=3)
     out = RecurrentClipModel(tiny, 3, 0.2)(frames, labels[:, 0], selector, torch.Generator().manual_seed(0))
     out.logits[:, -1].square().mean().backward()

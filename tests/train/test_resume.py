@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
+from helpers import SquaresBuilder, fit, new_trainer, tiny_stage, tiny_train_config
 
 from s3.config import ConfigError, load_model_config
 from s3.train.checkpoint import checkpoint_path, load_checkpoint, weights_path
-from s3.train.trainer import StageReport, Trainer
+from s3.train.trainer import StageReport
 
 # 5-frame clips with 2 memory frames (memory draws), deep updates and drop path: every RNG matters
 STAGE = tiny_stage(num_iterations=6, num_ref_frames=2, deep_update_prob=0.5)
@@ -30,7 +30,7 @@ KILLED_AT = 2  # iterations done when the process is killed
 def train(run_dir: Path, builder: SquaresBuilder, resume: str = "none") -> list[StageReport]:
     model_cfg = load_model_config("s3_tiny", ["model.encoder.drop_path_rate=0.2"])
     cfg = tiny_train_config(run_dir, [STAGE], checkpoint_interval=KILLED_AT, resume=resume)
-    return Trainer(model_cfg, cfg, TEST_DATA_NODE, "run: resume-test\n", builder).fit()
+    return fit(new_trainer(model_cfg, cfg, "run: resume-test\n", builder))
 
 
 def squares() -> SquaresBuilder:
@@ -73,14 +73,14 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
 def test_sigterm_stops_at_the_iteration_boundary_with_a_checkpoint(tmp_path: Path) -> None:
     builder = SquaresBuilder(num_frames=3, length=16, kill_after=BATCH, kill_signal=signal.SIGTERM)
     cfg = tiny_train_config(tmp_path, [tiny_stage(num_iterations=6)])
-    report = Trainer(load_model_config("s3_tiny"), cfg, TEST_DATA_NODE, "run: sigterm\n", builder).fit()[0]
+    report = fit(new_trainer(load_model_config("s3_tiny"), cfg, "run: sigterm\n", builder))[0]
     assert (report.end_iteration, report.finished) == (2, False)  # the iteration under way completes
     assert load_checkpoint(checkpoint_path(tmp_path, 2))["iteration"] == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
 
     cfg = tiny_train_config(tmp_path, [tiny_stage(num_iterations=6)], resume="auto")
     builder = SquaresBuilder(num_frames=3, length=16)
-    resumed = Trainer(load_model_config("s3_tiny"), cfg, TEST_DATA_NODE, "run: sigterm\n", builder).fit()[0]
+    resumed = fit(new_trainer(load_model_config("s3_tiny"), cfg, "run: sigterm\n", builder))[0]
     assert (resumed.start_iteration, resumed.end_iteration, resumed.finished) == (2, 6, True)
 
 
@@ -103,7 +103,7 @@ def test_stages_run_in_order_and_a_finished_run_has_nothing_left(tmp_path: Path)
     stages = [pretraining, tiny_stage(num_iterations=2)]
     cfg = tiny_train_config(tmp_path, stages, keep_checkpoints=5, image_interval=1)
     builder = SquaresBuilder(length=8)
-    reports = Trainer(load_model_config("s3_tiny"), cfg, TEST_DATA_NODE, "run: stages\n", builder).fit()
+    reports = fit(new_trainer(load_model_config("s3_tiny"), cfg, "run: stages\n", builder))
     assert [(r.name, r.start_iteration, r.end_iteration, r.finished) for r in reports] == [
         ("pretraining", 0, 2, True),
         ("main", 0, 2, True),
@@ -118,7 +118,7 @@ def test_stages_run_in_order_and_a_finished_run_has_nothing_left(tmp_path: Path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))  # scalars and image grids
 
     cfg = tiny_train_config(tmp_path, stages, resume="auto")
-    assert Trainer(load_model_config("s3_tiny"), cfg, TEST_DATA_NODE, "run: stages\n", builder).fit() == []
+    assert fit(new_trainer(load_model_config("s3_tiny"), cfg, "run: stages\n", builder)) == []
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import TEST_DATA_NODE, SquaresBuilder, tiny_stage, tiny_train_config
+from helpers import SquaresBuilder, fit, new_trainer, tiny_stage, tiny_train_config
 
 from s3.config import load_model_config
-from s3.train.trainer import Trainer
 
 ITERATIONS = 80
 WINDOW = 10
@@ -23,7 +22,7 @@ def test_eighty_iterations_lower_the_loss(tmp_path: Path) -> None:
     )
     cfg = tiny_train_config(tmp_path, [stage], checkpoint_interval=ITERATIONS)
     builder = SquaresBuilder(length=256)
-    report = Trainer(load_model_config("s3_tiny"), cfg, TEST_DATA_NODE, "run: loss\n", builder).fit()[0]
+    report = fit(new_trainer(load_model_config("s3_tiny"), cfg, "run: loss\n", builder))[0]
     losses = [loss for _, loss in report.loss_log]
     assert len(losses) == ITERATIONS
     first, last = sum(losses[:WINDOW]) / WINDOW, sum(losses[-WINDOW:]) / WINDOW

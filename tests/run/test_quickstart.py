@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
+from s3.config.jobs import QuickstartConfig
 from s3.config.synthetic import SplitSizes, SyntheticConfig
 from s3.data.palette import read_mask
-from s3.quickstart import QuickstartConfig, copy_first_frame_baseline, run_quickstart
+from s3.run.quickstart import copy_first_frame_baseline, run_quickstart
 
 
 def test_quickstart_generates_trains_evaluates_and_scores_the_baseline(tmp_path: Path) -> None:
@@ -25,10 +25,8 @@ def test_quickstart_generates_trains_evaluates_and_scores_the_baseline(tmp_path:
         threads=1,
         synthetic=synthetic,
     )
-    try:
-        report = run_quickstart(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    report = run_quickstart(cfg)
+    assert torch.get_num_threads() == threads  # the jobs' runtimes restore the process settings
     out = tmp_path / "out"
     assert report.weights == out / "train" / "weights" / "main.pth" and report.weights.is_file()
     assert 0.0 <= report.model_jf <= 1.0 and 0.0 <= report.baseline_jf <= 1.0
@@ -42,7 +40,6 @@ def test_quickstart_generates_trains_evaluates_and_scores_the_baseline(tmp_path:
 
     # resuming does nothing new and gives the same scores
     again = run_quickstart(cfg)
-    torch.set_num_threads(threads)
     assert again.model_jf == report.model_jf and again.baseline_jf == report.baseline_jf
 
 
@@ -65,11 +62,7 @@ def test_copy_first_frame_baseline_repeats_the_first_mask(tmp_path: Path) -> Non
 def test_quickstart_defaults_really_learn(tmp_path: Path) -> None:
     """The README's claim (about 10 minutes on 2 CPU cores): J&F >= 70 on the synthetic val videos
     and at least 15 points above copying the first-frame mask."""
-    threads = torch.get_num_threads()
-    try:
-        report = run_quickstart(QuickstartConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out")))
-    finally:
-        torch.set_num_threads(threads)
+    report = run_quickstart(QuickstartConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out")))
     assert report.model_jf >= 0.70
     assert report.model_jf >= report.baseline_jf + 0.15
     assert report.baseline_jf < 0.5

@@ -1,5 +1,6 @@
-"""The evaluation loop behind ``scripts/eval.py``: every video of a preset through the inference
-engine, predictions written as the benchmark wants them, then the archive and local scores.
+"""The evaluation job behind ``scripts/eval.py``: every video of a preset through the inference
+engine of the model's architecture, predictions written as the benchmark wants them, then the
+archive and local scores.
 
 Run folder (``output_dir``)::
 
@@ -9,6 +10,7 @@ Run folder (``output_dir``)::
     Visualizations/<video>/, <video>.mp4   visualize=true
     progress/<video>.done              finished videos (an interrupted run resumes after them)
     run_settings.json                  the resolved settings; resuming with other settings is refused
+    run_summary.json                   frames, FPS and peak memory of the last run over this folder
     <exp_id>_<dataset>.zip | predictions.json, global_results-<dataset>.csv, ...
 
 With ``torchrun``, process ``rank`` takes videos ``rank, rank + world, ...``; rank 0 waits for the
@@ -19,30 +21,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
 from tqdm import tqdm
 
-from s3.config.eval import EvalConfig, InferenceConfig, Protocol
+from s3.config import to_model_config
+from s3.config.eval import EvalConfig, Protocol, to_eval_config
+from s3.config.inference import InferenceConfig
 from s3.eval.datasets import EvalVideo, check_new_objects, list_videos
 from s3.eval.ensemble import SCORES_DIR, save_frame_scores
 from s3.eval.submission import burst_segmentations, make_zip, write_burst_predictions, write_prediction
 from s3.eval.visualize import OverlayWriter
-from s3.inference.processor import VideoProcessor
 from s3.inference.video import image_to_tensor, read_rgb
-from s3.model.network import S3Network
+from s3.run.architectures import build_model, make_processor
+from s3.run.runtime import process_runtime
+from s3.train.distributed import DistributedContext
 
 SETTINGS_FILE = "run_settings.json"
+SUMMARY_FILE = "run_summary.json"
 
 
 class RunFolderError(ValueError):
@@ -75,6 +83,17 @@ class RunReport:
     def end_to_end_fps(self) -> float:
         return self.frames / self.total_seconds if self.total_seconds else 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """What ``run_summary.json`` records (the HTML report shows it)."""
+        return {
+            "videos": self.videos_run,
+            "frames": self.frames,
+            "model_fps": round(self.model_fps, 3),
+            "end_to_end_fps": round(self.end_to_end_fps, 3),
+            "peak_memory_mib": round(self.peak_memory_mib, 1),
+            "memory_kind": self.memory_kind,
+        }
+
     def format(self) -> str:
         lines = [
             f"run folder: {self.run_dir}",
@@ -96,31 +115,15 @@ class VideoStats:
     total_seconds: float
 
 
-def distributed_rank() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from the torchrun environment; (0, 1, 0) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def select_device(name: str) -> torch.device:
-    """``auto``: CUDA when available; under torchrun each process takes its local GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device=cuda: no CUDA device is available")
-        return torch.device("cuda", distributed_rank()[2])
-    return torch.device(name)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _settings(cfg: EvalConfig, protocol: Protocol, inference: InferenceConfig, network: S3Network) -> dict[str, Any]:
+def _settings(cfg: EvalConfig, protocol: Protocol, inference: InferenceConfig, model_cfg: Any) -> dict[str, Any]:
     return {
         "dataset": cfg.dataset.name,
-        "model": network.cfg.name,
+        "model": model_cfg.name,
         "weights": cfg.weights,
         "protocol": protocol.as_dict(),
         "inference": dataclasses.asdict(inference),
@@ -155,15 +158,15 @@ def _resize_probabilities(prob: torch.Tensor, size: tuple[int, int]) -> torch.Te
 
 def evaluate_video(
     video: EvalVideo,
-    network: S3Network,
-    inference: InferenceConfig,
+    new_processor: Callable[[], Any],
+    device: torch.device,
     protocol: Protocol,
     cfg: EvalConfig,
     run_dir: Path,
 ) -> VideoStats:
-    """Run one video and write what it needs; the done marker is written last."""
-    device = next(network.parameters()).device
-    processor = VideoProcessor(network, inference)
+    """Run one video through a fresh engine from ``new_processor`` and write what it needs; the done
+    marker is written last."""
+    processor = new_processor()
     overlays = OverlayWriter(run_dir / "Visualizations" / video.name) if cfg.visualize else None
     burst_masks: dict[str, np.ndarray] = {}
     seen: set[int] = set()
@@ -224,8 +227,6 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
 
 def _gather(report: RunReport, world: int, device: torch.device) -> None:
     """Sum the counters over torchrun processes (peak memory: the maximum)."""
-    import torch.distributed as dist
-
     totals = torch.tensor(
         [report.videos_run, report.videos_skipped, report.frames, report.model_seconds, report.total_seconds],
         dtype=torch.float64,
@@ -268,37 +269,64 @@ def _finalise(cfg: EvalConfig, videos: list[EvalVideo], run_dir: Path, report: R
     report.global_metrics = table.global_metrics()
 
 
-def run_evaluation(cfg: EvalConfig, network: S3Network, run_dir: Path) -> RunReport:
-    """Evaluate ``network`` on the preset of ``cfg``, writing into ``run_dir`` (see the module docstring)."""
+def run_evaluation(
+    cfg: EvalConfig,
+    network: nn.Module,
+    model_cfg: Any,
+    run_dir: Path,
+    ctx: Optional[DistributedContext] = None,
+) -> RunReport:
+    """Evaluate ``network`` (built from ``model_cfg``) on the preset of ``cfg``, writing into ``run_dir``
+    (see the module docstring). ``ctx``: where this process sits among torchrun's processes (default:
+    a single process on the network's device)."""
+    device = next(network.parameters()).device
+    ctx = ctx or DistributedContext(rank=0, local_rank=0, world_size=1, device=device)
     protocol = cfg.protocol()
     inference = cfg.inference_config()
     videos = list_videos(cfg.dataset, protocol)
-    rank, world, _ = distributed_rank()
-    device = next(network.parameters()).device
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    if rank == 0:
-        _prepare_run_dir(run_dir, _settings(cfg, protocol, inference, network), cfg.resume)
-    if world > 1:
+    if ctx.is_main:
+        _prepare_run_dir(run_dir, _settings(cfg, protocol, inference, model_cfg), cfg.resume)
+    if ctx.is_distributed:
         dist.barrier()
     report = RunReport(run_dir=run_dir, videos_total=len(videos))
-    mine = videos[rank::world]
+    mine = videos[ctx.rank :: ctx.world_size]
     todo = [v for v in mine if not (cfg.resume and _done_marker(run_dir, v).is_file())]
     report.videos_skipped = len(mine) - len(todo)
-    bar = tqdm(todo, desc=cfg.dataset.name, unit="video", disable=not cfg.progress or rank != 0)
+    bar = tqdm(todo, desc=cfg.dataset.name, unit="video", disable=not cfg.progress or not ctx.is_main)
     for video in bar:
-        stats = evaluate_video(video, network, inference, protocol, cfg, run_dir)
+        stats = evaluate_video(
+            video, lambda: make_processor(network, model_cfg, inference), device, protocol, cfg, run_dir
+        )
         report.videos_run += 1
         report.frames += stats.frames
         report.model_seconds += stats.model_seconds
         report.total_seconds += stats.total_seconds
     report.peak_memory_mib, report.memory_kind = _peak_memory(device)
-    if world > 1:
-        _gather(report, world, device)
+    if ctx.is_distributed:
+        _gather(report, ctx.world_size, device)
         dist.barrier()
-    if rank == 0:
+    if ctx.is_main:
         _finalise(cfg, videos, run_dir, report)
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(report.summary(), indent=2, sort_keys=True) + "\n")
     return report
+
+
+def evaluate(cfg: EvalConfig, model_cfg: Any) -> tuple[RunReport, bool]:
+    """The whole job: open the process runtime, build the network (``cfg.weights`` when set, else
+    the model's own weight keys; random weights seeded by ``cfg.seed`` otherwise), run the
+    evaluation. Returns the report and whether this is the process that should print it."""
+    if cfg.weights:
+        model_cfg = dataclasses.replace(model_cfg, weights=cfg.weights)
+    with process_runtime(cfg.device, cfg.threads) as ctx:
+        torch.manual_seed(cfg.seed)
+        network = build_model(model_cfg).to(ctx.device)
+        report = run_evaluation(cfg, network, model_cfg, Path(cfg.output_dir), ctx)
+        report.notes.append(f"model={model_cfg.name} dataset={cfg.dataset.name} protocol={cfg.protocol().as_dict()}")
+        if not model_cfg.weights:
+            report.notes.append("weights=null: the network has random weights")
+        return report, ctx.is_main
+
+
+def evaluate_from_config(node: DictConfig) -> tuple[RunReport, bool]:
+    """:func:`evaluate` on a composed ``eval`` config (``configs/eval.yaml``)."""
+    return evaluate(to_eval_config(node), to_model_config(node.model))

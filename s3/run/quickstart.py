@@ -1,9 +1,9 @@
-"""The zero-download quickstart behind ``scripts/quickstart.py``.
+"""The zero-download quickstart job behind ``scripts/quickstart.py``.
 
 1. Generate the synthetic DAVIS-layout videos (``s3.data.synthetic``) unless they are there.
 2. Train ``s3_tiny`` on their train split with ``recipe=quickstart`` (``s3.train``).
 3. Evaluate the trained weights on the held-out val split with the ``synthetic`` preset
-   (``s3.inference.evaluation``): palette PNGs, a zip, overlays and mp4s, J&F.
+   (``s3.run.evaluate``): palette PNGs, a zip, overlays and mp4s, J&F.
 4. Score the trivial baseline that copies the first-frame mask to every frame with the same scorer.
 
 Every step is resumable: an existing dataset is reused, training continues from its latest
@@ -12,47 +12,23 @@ checkpoint, and evaluation skips finished videos.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-from omegaconf import DictConfig
-
-from s3.config import compose, to_dataclass, to_model_config
-from s3.config.eval import to_eval_config
-from s3.config.synthetic import SyntheticConfig
-from s3.config.validation import ConfigError, check_positive
+from s3.config import compose
+from s3.config.jobs import QuickstartConfig, job_config
 from s3.data.frames import list_frames
 from s3.data.palette import read_mask
 from s3.data.synthetic import generate_dataset, prepare_root
 from s3.eval.scoring import evaluate_sequences
 from s3.eval.submission import write_prediction
-from s3.inference.evaluation import RunReport, run_evaluation, select_device
-from s3.model.build import build_network
+from s3.run.evaluate import RunReport, evaluate_from_config
+from s3.run.train import train_from_config
 from s3.train.checkpoint import weights_path
-from s3.train.trainer import train_from_config
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class QuickstartConfig:
-    data_root: str = "data"
-    output_dir: str = "outputs/quickstart"
-    iterations: int = 700
-    threads: int = 2
-    visualize: bool = True
-    resume: bool = True
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the generated videos
-
-    def __post_init__(self) -> None:
-        check_positive("iterations", self.iterations)
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0, got {self.threads}")
 
 
 @dataclass
@@ -118,10 +94,8 @@ def _evaluate(cfg: QuickstartConfig, data_root: Path, weights: Path, out: Path) 
             f"threads={cfg.threads}",
         ],
     )
-    eval_cfg = to_eval_config(composed)
-    model_cfg = dataclasses.replace(to_model_config(composed.model), weights=str(weights))
-    network = build_network(model_cfg).to(select_device(eval_cfg.device))
-    return run_evaluation(eval_cfg, network, out)
+    report, _ = evaluate_from_config(composed)
+    return report
 
 
 def copy_first_frame_baseline(image_dir: Path, mask_dir: Path, videos: list[str], out: Path) -> None:
@@ -135,8 +109,6 @@ def copy_first_frame_baseline(image_dir: Path, mask_dir: Path, videos: list[str]
 def run_quickstart(cfg: QuickstartConfig) -> QuickstartReport:
     out = Path(cfg.output_dir)
     data_root = _dataset(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
 
     start = time.perf_counter()
     weights = _train(cfg, out / "train")
@@ -162,5 +134,8 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartReport:
     )
 
 
-def to_quickstart_config(node: DictConfig | dict[str, Any]) -> QuickstartConfig:
-    return to_dataclass(node, QuickstartConfig, "quickstart")
+
+def quickstart_from_args(argv: list[str]) -> QuickstartReport:
+    """The job on command-line overrides of ``configs/quickstart.yaml`` (with INFO logging on stderr)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_quickstart(job_config(compose("quickstart", argv), QuickstartConfig))
