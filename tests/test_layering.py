@@ -77,6 +77,19 @@ def test_training_and_inference_build_on_the_lower_floors_only(layer: str) -> No
     assert violations(layer, {"s3.config", "s3.data", "s3.model"}) == []
 
 
+def test_the_second_model_sits_between_the_engines_and_the_jobs() -> None:
+    """s3.stma (STMA) builds on every lower floor; only the jobs layer plugs it in."""
+    assert violations("s3.stma", {"s3.config", "s3.data", "s3.model", "s3.train", "s3.inference"}) == []
+    offenders = [
+        f"{MODULES[name].relative_to(REPO_ROOT)} imports {target}"
+        for name in MODULES
+        if floor(name) not in ("s3.stma", "s3.run")
+        for target in s3_imports(name)
+        if floor(target) == "s3.stma"
+    ]
+    assert offenders == []
+
+
 def test_only_the_jobs_layer_imports_the_jobs_layer() -> None:
     offenders = [
         f"{MODULES[name].relative_to(REPO_ROOT)} imports {target}"

@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from s3.config.model import BackboneConfig, EncoderConfig, ModelConfig, QueryConfig
+from s3.config.stma import STMAConfig
 from s3.config.structured import to_dataclass
 from s3.config.validation import ConfigError
 
@@ -28,6 +29,7 @@ __all__ = [
     "MODEL_SCHEMAS",
     "ModelConfig",
     "QueryConfig",
+    "STMAConfig",
     "compose",
     "load_model_config",
     "register_configs",
@@ -40,6 +42,7 @@ def register_configs() -> None:
     """Register the schemas so that YAML files can name them in their defaults lists."""
     cs = ConfigStore.instance()
     cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="model", name="stma_schema", node=STMAConfig)
 
 
 # model.arch -> the schema of that architecture's model config (the code of each architecture is

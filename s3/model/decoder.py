@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -23,7 +24,8 @@ def _upsample_groups_to(g: Tensor, size: tuple[int, int]) -> Tensor:
 class MaskDecoder(nn.Module):
     """p8 = ``up_16_8``(up2(p16) + ``skip_proj8``(f8)); p4 = ``up_8_4``(up2(p8) + ``skip_proj4``(f4));
     logits = ``pred``(ReLU(p4)) in fp32. ``sensory_update`` (SensoryUpdater) refreshes the sensory
-    state from p16, p8 and [p4, logits].
+    state from p16, p8 and [p4, logits]; ``sensory=False`` builds the decoder without it (no sensory
+    memory: pass ``sensory=None`` and ``update_sensory=False``).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class MaskDecoder(nn.Module):
         embed_dim: int = 256,
         sensory_dim: int = 256,
         up_dims: Sequence[int] = (256, 128, 128),
+        sensory: bool = True,
     ) -> None:
         super().__init__()
         if len(up_dims) != 3:
@@ -44,13 +47,17 @@ class MaskDecoder(nn.Module):
         self.up_16_8 = GroupResBlock(up_dims[0], up_dims[1])
         self.up_8_4 = GroupResBlock(up_dims[1], up_dims[2])
         self.pred = nn.Conv2d(up_dims[2], 1, 3, padding=1)
-        self.sensory_update = SensoryUpdater(
-            in_dims=(up_dims[0], up_dims[1], up_dims[2] + 1), mid_dim=sensory_dim, sensory_dim=sensory_dim
+        self.sensory_update = (
+            SensoryUpdater(
+                in_dims=(up_dims[0], up_dims[1], up_dims[2] + 1), mid_dim=sensory_dim, sensory_dim=sensory_dim
+            )
+            if sensory
+            else None
         )
 
     def _decode_objects(
-        self, skip8: Tensor, skip4: Tensor, p16: Tensor, sensory: Tensor, update_sensory: bool
-    ) -> tuple[Tensor, Tensor]:
+        self, skip8: Tensor, skip4: Tensor, p16: Tensor, sensory: Optional[Tensor], update_sensory: bool
+    ) -> tuple[Optional[Tensor], Tensor]:
         """Projected skips (B, C', H/8, W/8), (B, C'', H/4, W/4); p16, sensory: (B, n, ., h, w)
         -> sensory (B, n, S, h, w), logits (B, n, H/4, W/4).
         """
@@ -67,15 +74,18 @@ class MaskDecoder(nn.Module):
         f8: Tensor,
         f4: Tensor,
         memory_readout: Tensor,
-        sensory: Tensor,
+        sensory: Optional[Tensor],
         chunk_size: int = -1,
         update_sensory: bool = True,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Optional[Tensor], Tensor]:
         """f8: (B, C8, H/8, W/8); f4: (B, C4, H/4, W/4); memory_readout: (B, N, C, h, w) with h = H/16;
         sensory: (B, N, S, h, w) -> sensory (B, N, S, h, w) (unchanged unless ``update_sensory``),
         logits (B, N, H/4, W/4) in fp32. ``chunk_size`` objects are decoded at a time (< 1: all at
-        once); the result does not depend on it.
+        once); the result does not depend on it. Without sensory memory ``sensory`` is None and
+        ``update_sensory`` False; None is returned in its place.
         """
+        if update_sensory and (self.sensory_update is None or sensory is None):
+            raise ValueError("MaskDecoder: update_sensory needs a sensory state and a decoder built with sensory=True")
         skip8 = self.skip_proj8(f8)
         skip4 = self.skip_proj4(f4)
         num_objects = memory_readout.shape[1]
@@ -84,7 +94,7 @@ class MaskDecoder(nn.Module):
         for start in range(0, num_objects, step):
             chunk = slice(start, start + step)
             chunk_sensory, chunk_logits = self._decode_objects(
-                skip8, skip4, memory_readout[:, chunk], sensory[:, chunk], update_sensory
+                skip8, skip4, memory_readout[:, chunk], None if sensory is None else sensory[:, chunk], update_sensory
             )
             sensories.append(chunk_sensory)
             logits.append(chunk_logits)
