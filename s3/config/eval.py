@@ -124,6 +124,7 @@ class EvalConfig:
     save_scores: bool = False  # per-frame probabilities for scripts/merge_scores.py
     visualize: bool = False  # overlay JPEGs and an mp4 per video
     score: bool = True  # score locally when the preset has ground truth on disk
+    report: bool = True  # scored runs: write report.html (tables, per-frame curves, worst frames)
     score_workers: int = 1
     make_zip: bool = True  # build the submission archive when the preset has one
     resume: bool = True  # skip videos an earlier run with the same settings finished

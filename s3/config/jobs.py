@@ -111,6 +111,24 @@ class MergeScoresConfig:
 
 
 @dataclass
+class CompareConfig:
+    """``configs/compare.yaml``: one page comparing two or more scored runs on one benchmark."""
+
+    runs: list[str] = field(default_factory=list)  # run folders (or score.py result folders) holding the CSVs
+    out: str = "comparison.html"
+    names: list[str] = field(default_factory=list)  # labels of the runs; empty = folder names
+    set_name: Optional[str] = None  # which CSV set (e.g. davis17); None = the only one there
+    disagreeing: int = 10  # sequences shown with their curves overlaid, where the runs differ most
+
+    def __post_init__(self) -> None:
+        if len(self.runs) < 2:
+            raise ConfigError("runs must list at least two run folders: runs=[<run dir>,<run dir>]")
+        if self.names and len(self.names) != len(self.runs):
+            raise ConfigError(f"names has {len(self.names)} labels for {len(self.runs)} runs")
+        check_positive("disagreeing", self.disagreeing)
+
+
+@dataclass
 class MakeListsConfig:
     """``configs/make_lists.yaml``: video lists and empty-frame lists of a data mix."""
 

@@ -23,6 +23,7 @@ class ScoreConfig:
     workers: int = 0  # processes over sequences; 0 = one per CPU core, 1 = in-process
     ignore_void: bool = False  # davis: drop 255 pixels from J and F (the official tool counts them as background)
     progress: bool = True  # progress bar on stderr
+    report: bool = True  # also write report.html and the per-frame CSV beside the CSVs
 
     def __post_init__(self) -> None:
         self.validate()

@@ -17,6 +17,10 @@ truth's frame names. Two conventions:
 
 Per object, J and F are summarised by Mean, Recall and Decay; the global numbers are the means over
 all objects of all sequences (a sequence with more objects weighs more); J&F = (J-Mean + F-Mean) / 2.
+
+Besides the official CSV pair, :func:`write_csvs` writes ``per-frame_results-<set>.csv``: one row per
+object per scored frame (``Sequence, Object, Frame, J, F``; frame = the ground-truth file name without
+``.png``; scores in [0, 1] with 6 decimals), in sequence order, then object id, then frame order.
 """
 
 from __future__ import annotations
@@ -40,17 +44,24 @@ from s3.eval.metrics import FrameStatistics, frame_statistics, object_scores
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
+PER_FRAME_COLUMNS = ("Sequence", "Object", "Frame", "J", "F")
 CSV_FLOAT_FORMAT = "{:.3f}"
+PER_FRAME_FLOAT_FORMAT = "{:.6f}"
+PER_FRAME_CSV = "per-frame_results-{}.csv"  # .format(set name)
 
 
 @dataclass(frozen=True)
 class ObjectScores:
-    """Per-frame J and F of one object of one sequence, over the frames where it is scored."""
+    """Per-frame J and F of one object of one sequence, over the frames where it is scored.
+
+    ``frames`` names those frames (ground-truth file names without ``.png``), one per entry of ``j`` and ``f``.
+    """
 
     sequence: str
     object_id: int
     j: np.ndarray
     f: np.ndarray
+    frames: tuple[str, ...]
 
     @property
     def name(self) -> str:
@@ -112,11 +123,13 @@ class ScoreTable:
         return "\n".join(lines)
 
 
-def write_csvs(table: ScoreTable, out_dir: Path, set_name: str) -> tuple[Path, Path]:
-    """Write ``global_results-<set>.csv`` and ``per-sequence_results-<set>.csv`` as the official tool does.
+def write_csvs(table: ScoreTable, out_dir: Path, set_name: str, per_frame: bool = True) -> tuple[Path, ...]:
+    """Write ``global_results-<set>.csv`` and ``per-sequence_results-<set>.csv`` as the official tool does,
+    and with ``per_frame`` also ``per-frame_results-<set>.csv`` (see the module docstring).
 
-    Existing files are overwritten (the official tool silently re-uses stale ones). Returns both paths.
+    Existing files are overwritten (the official tool silently re-uses stale ones). Returns the paths written.
     """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     global_path = out_dir / f"global_results-{set_name}.csv"
     per_sequence_path = out_dir / f"per-sequence_results-{set_name}.csv"
@@ -130,7 +143,19 @@ def write_csvs(table: ScoreTable, out_dir: Path, set_name: str) -> tuple[Path, P
         writer.writerow(PER_SEQUENCE_COLUMNS)
         for name, j, f in table.per_object_rows():
             writer.writerow([name, CSV_FLOAT_FORMAT.format(j), CSV_FLOAT_FORMAT.format(f)])
-    return global_path, per_sequence_path
+    if not per_frame:
+        return global_path, per_sequence_path
+    per_frame_path = out_dir / PER_FRAME_CSV.format(set_name)
+    with open(per_frame_path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(PER_FRAME_COLUMNS)
+        for scores in table.objects:
+            for frame, j, f in zip(scores.frames, scores.j, scores.f):
+                writer.writerow([
+                    scores.sequence, scores.object_id, frame,
+                    PER_FRAME_FLOAT_FORMAT.format(j), PER_FRAME_FLOAT_FORMAT.format(f),
+                ])
+    return global_path, per_sequence_path, per_frame_path
 
 
 def _read_prediction(pred_folder: Path, gt_path: Path, gt_shape: tuple[int, ...]) -> np.ndarray:
@@ -172,15 +197,16 @@ def _score_davis_sequence(gt_folder: Path, pred_folder: Path, ignore_void: bool)
         f_frames.append(f)
     j_table = np.stack(j_frames, axis=1)  # (objects, frames)
     f_table = np.stack(f_frames, axis=1)
+    frames = tuple(path.stem for path in gt_frames[1:-1])
     return [
-        ObjectScores(gt_folder.name, object_id, j_table[index], f_table[index])
+        ObjectScores(gt_folder.name, object_id, j_table[index], f_table[index], frames)
         for index, object_id in enumerate(object_ids)
     ]
 
 
 def _score_vos_benchmark_sequence(gt_folder: Path, pred_folder: Path) -> list[ObjectScores]:
     """The ``vos_benchmark`` convention for one sequence (see the module docstring)."""
-    tracked: dict[int, tuple[list[float], list[float]]] = {}
+    tracked: dict[int, tuple[list[float], list[float], list[str]]] = {}  # id -> J, F, frame names
     in_ground_truth: set[int] = set()
     for gt_path in list_mask_frames(gt_folder)[1:-1]:
         gt = read_mask(gt_path)
@@ -188,16 +214,19 @@ def _score_vos_benchmark_sequence(gt_folder: Path, pred_folder: Path) -> list[Ob
         gt_ids = present_ids(gt)
         in_ground_truth.update(gt_ids)
         for object_id in [*gt_ids, *present_ids(pred)]:
-            tracked.setdefault(object_id, ([], []))
+            tracked.setdefault(object_id, ([], [], []))
         object_ids = sorted(tracked)
         j, f = object_scores(gt, pred, object_ids)
         for object_id, j_value, f_value in zip(object_ids, j, f):
-            tracked[object_id][0].append(j_value)
-            tracked[object_id][1].append(f_value)
-    return [
-        ObjectScores(gt_folder.name, object_id, np.array(tracked[object_id][0]), np.array(tracked[object_id][1]))
-        for object_id in sorted(in_ground_truth)
-    ]
+            j_values, f_values, frames = tracked[object_id]
+            j_values.append(j_value)
+            f_values.append(f_value)
+            frames.append(gt_path.stem)
+    scored = []
+    for object_id in sorted(in_ground_truth):
+        j_values, f_values, frames = tracked[object_id]
+        scored.append(ObjectScores(gt_folder.name, object_id, np.array(j_values), np.array(f_values), tuple(frames)))
+    return scored
 
 
 def _score_sequence(gt_folder: Path, pred_folder: Path, mode: str, ignore_void: bool) -> list[ObjectScores]:
@@ -283,11 +312,14 @@ def score_davis(
     mode: str = "davis",
     ignore_void: bool = False,
     progress: bool = True,
+    per_frame: bool = False,
 ) -> ScoreTable:
     """Score a DAVIS 2017 split as ``evaluation_method.py --task semi-supervised`` does.
 
     Reads ``<davis_root>/ImageSets/2017/<subset>.txt`` and ``<davis_root>/Annotations/480p/``,
-    predictions from ``results/<seq>/``, and writes the two CSVs into ``out`` (default: ``results``).
+    predictions from ``results/<seq>/``, and writes the two CSVs into ``out`` (default: ``results``),
+    exactly the official tool's files; ``per_frame`` adds ``per-frame_results-<subset>.csv`` (the input
+    of :func:`s3.eval.report.write_report`).
     """
     davis_root, results = Path(davis_root), Path(results)
     sequences = read_sequence_list(davis_root / "ImageSets" / "2017" / f"{subset}.txt")
@@ -296,5 +328,5 @@ def score_davis(
         if not folder.is_dir():
             raise MaskFileError(f"{folder}: folder not found")
     table = evaluate_sequences(gt_dir, results, sequences, mode, workers, progress, ignore_void)
-    write_csvs(table, Path(out) if out is not None else results, subset)
+    write_csvs(table, Path(out) if out is not None else results, subset, per_frame)
     return table

@@ -9,6 +9,7 @@ from typing import Callable, TypeVar
 from s3.config.validation import ConfigError
 from s3.data.palette import MaskFileError
 from s3.eval.datasets import DatasetError
+from s3.eval.run_results import RunResultsError
 from s3.model.weights import CheckpointError
 from s3.run.evaluate import RunFolderError
 
@@ -21,6 +22,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     DatasetError,
     MaskFileError,
     RunFolderError,
+    RunResultsError,
     FileExistsError,
 )
 

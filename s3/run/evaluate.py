@@ -11,6 +11,7 @@ Run folder (``output_dir``)::
     progress/<video>.done              finished videos (an interrupted run resumes after them)
     run_settings.json                  the resolved settings; resuming with other settings is refused
     run_summary.json                   frames, FPS and peak memory of the last run over this folder
+    report.html                        scored runs: the HTML report (s3.eval.report)
     <exp_id>_<dataset>.zip | predictions.json, global_results-<dataset>.csv, ...
 
 With ``torchrun``, process ``rank`` takes videos ``rank, rank + world, ...``; rank 0 waits for the
@@ -42,6 +43,7 @@ from s3.config.eval import EvalConfig, Protocol, to_eval_config
 from s3.config.inference import InferenceConfig
 from s3.eval.datasets import EvalVideo, check_new_objects, list_videos
 from s3.eval.ensemble import SCORES_DIR, save_frame_scores
+from s3.eval.report import write_report
 from s3.eval.submission import burst_segmentations, make_zip, write_burst_predictions, write_prediction
 from s3.eval.visualize import OverlayWriter
 from s3.inference.video import image_to_tensor, read_rgb
@@ -73,6 +75,7 @@ class RunReport:
     outputs: list[Path] = field(default_factory=list)
     scores: Optional[str] = None  # the readable score table
     global_metrics: Optional[dict[str, float]] = None  # J&F-Mean, J-Mean, ... in [0, 1]
+    ground_truth: Optional[Path] = None  # the folder the run was scored against
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -267,6 +270,17 @@ def _finalise(cfg: EvalConfig, videos: list[EvalVideo], run_dir: Path, report: R
     report.outputs.extend(write_csvs(table, run_dir, dataset.name))
     report.scores = table.format()
     report.global_metrics = table.global_metrics()
+    report.ground_truth = gt_dir
+
+
+def _write_html_report(cfg: EvalConfig, protocol: Protocol, run_dir: Path, report: RunReport) -> None:
+    """The HTML report of a scored run, thumbnails drawn on the frames at the ground truth's size."""
+    assert report.ground_truth is not None
+    frames = Path(cfg.dataset.output_size_dir or protocol.image_dir)
+    frames = frames if frames.is_absolute() else Path(cfg.dataset.root) / frames
+    report.outputs.append(
+        write_report(run_dir, report.ground_truth, frames if frames.is_dir() else None, set_name=cfg.dataset.name)
+    )
 
 
 def run_evaluation(
@@ -308,6 +322,8 @@ def run_evaluation(
     if ctx.is_main:
         _finalise(cfg, videos, run_dir, report)
         (run_dir / SUMMARY_FILE).write_text(json.dumps(report.summary(), indent=2, sort_keys=True) + "\n")
+        if cfg.report and report.ground_truth is not None:
+            _write_html_report(cfg, protocol, run_dir, report)
     return report
 
 

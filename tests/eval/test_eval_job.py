@@ -20,7 +20,7 @@ from s3.data.palette import read_mask
 from s3.model.build import build_network
 from s3.run.cli import run_job
 from s3.run.evaluate import SUMMARY_FILE, evaluate_from_config
-from s3.run.scores import merge_scores_from_config
+from s3.run.scores import compare_from_config, merge_scores_from_config
 
 VIDEOS = {"bear": 5, "cows": 4}
 
@@ -59,6 +59,8 @@ def test_eval_script_writes_predictions_scores_and_visualisations(tmp_path: Path
     assert "random weights" not in printed
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["frames"] == sum(VIDEOS.values()) and summary["model_fps"] > 0
+    page = (out / "report.html").read_text()
+    assert all(f">{video}<" in page for video in VIDEOS) and "Visualizations/bear.mp4" in page
 
     # a second run (other memory schedule), then merge the two runs' scores into a test-dev style zip
     second = tmp_path / "run_b"
@@ -71,6 +73,13 @@ def test_eval_script_writes_predictions_scores_and_visualisations(tmp_path: Path
     with zipfile.ZipFile(merged / "merged.zip") as archive:
         names = sorted(archive.namelist())
     assert names == sorted(f"{v}/{t:05d}.png" for v, n in VIDEOS.items() for t in range(n))
+    # the two runs side by side on one page; a run that was not scored is refused in one line
+    evaluate(*[a for a in args if not a.startswith(("output_dir", "visualize", "save_scores"))],
+             f"output_dir={tmp_path / 'run_c'}", "mem_every=2")
+    page = compare_from_config(compose("compare", [f"runs=[{out},{tmp_path / 'run_c'}]", f"out={tmp_path / 'c.html'}"]))
+    assert page.is_file() and all(video in page.read_text() for video in VIDEOS)
+    with pytest.raises(SystemExit):
+        run_job(lambda: compare_from_config(compose("compare", [f"runs=[{out},{second}]", f"out={tmp_path / 'x.html'}"])))
     # the first frame is the given mask in both runs, so the merge keeps it
     assert np.array_equal(read_mask(merged / "Annotations/bear/00000.png"), read_mask(out / "Annotations/bear/00000.png"))
 

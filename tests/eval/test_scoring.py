@@ -263,6 +263,7 @@ def test_scoring_job(davis_root: Path, tmp_path: Path) -> None:
     assert written_to == out and "alpha_2" in table.format()
     with open(out / "global_results-val.csv", newline="") as handle:
         assert list(csv.reader(handle))[1][0] == "0.637"
+    assert (out / "per-frame_results-val.csv").is_file() and "alpha" in (out / "report.html").read_text()
 
 
 def test_scoring_job_bad_input_is_one_line_naming_the_file(davis_root: Path, capsys: pytest.CaptureFixture) -> None:

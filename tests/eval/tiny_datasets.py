@@ -8,7 +8,10 @@ names with annotations every 5th).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -147,3 +150,88 @@ def make_burst(root: Path, split: str = "val", frames: int = 7) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return data
+
+
+def write_drifting_predictions(gt_dir: Path, pred_dir: Path, drift: dict[str, dict[int, int]]) -> None:
+    """Predictions for every video of the ground truth ``gt_dir/<video>/*.png``: in video ``v``, object ``k``
+    is moved right by ``drift[v][k] * t`` pixels at frame ``t`` (wrapping around), so its error grows along
+    the video; objects and videos without an entry are exact. Objects are painted in id order."""
+    for video_dir in sorted(p for p in gt_dir.iterdir() if p.is_dir()):
+        shifts = drift.get(video_dir.name, {})
+        for t, path in enumerate(sorted(video_dir.glob("*.png"))):
+            labels = np.array(Image.open(path))
+            prediction = np.zeros_like(labels)
+            for object_id in np.unique(labels[labels != 0]):
+                moved = np.roll(labels == object_id, shifts.get(int(object_id), 0) * t, axis=1)
+                prediction[moved] = object_id
+            save_labels(pred_dir / video_dir.name / path.name, prediction)
+
+
+# ---------------------------------------------------------------- the HTML pages of s3.eval.report / compare, read back
+
+VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Element:
+    """One HTML (or inline SVG) element: tag, attributes, its text (children's included), children."""
+
+    tag: str
+    attrs: dict[str, str]
+    text: str = ""
+    children: list[Element] = field(default_factory=list)
+
+    def find_all(self, tag: str, **attrs: str) -> list[Element]:
+        """Descendants with this tag and these attribute values (``class_`` for ``class``), in document order."""
+        wanted = {key.rstrip("_"): value for key, value in attrs.items()}
+        found = []
+        for child in self.children:
+            if child.tag == tag and all(child.attrs.get(k) == v for k, v in wanted.items()):
+                found.append(child)
+            found += child.find_all(tag, **attrs)
+        return found
+
+    def find(self, tag: str, **attrs: str) -> Optional[Element]:
+        matches = self.find_all(tag, **attrs)
+        return matches[0] if matches else None
+
+
+class _PageParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("document", {})
+        self.open = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+        element = Element(tag, {key: value or "" for key, value in attrs})
+        self.open[-1].children.append(element)
+        if tag not in VOID_ELEMENTS:
+            self.open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self.open) - 1, 0, -1):
+            if self.open[depth].tag == tag:
+                del self.open[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        for element in self.open:
+            element.text += data
+
+
+def parse_page(text: str) -> Element:
+    """The element tree of an HTML page (the root is a ``document`` element)."""
+    parser = _PageParser()
+    parser.feed(text)
+    parser.close()
+    return parser.root
+
+
+def table_rows(page: Element, table_id: str) -> tuple[list[Element], list[list[Element]]]:
+    """The header cells and the body rows' cells of ``<table id=table_id>``."""
+    table = page.find("table", id=table_id)
+    assert table is not None, f"no table with id {table_id!r}"
+    headers = table.find_all("th")
+    body = table.find("tbody")
+    assert body is not None
+    return headers, [row.find_all("td") for row in body.find_all("tr")]
