@@ -1,7 +1,9 @@
-"""Time the streaming engine of a model config with a full memory, on random frames.
+"""Time the streaming engine of a model config: steady state with a full memory (fp32 next to the
+faster precisions, a GEMM probe, optionally a per-module profile), or a long video.
 
-    python scripts/benchmark.py model=s3_vitb
-    python scripts/benchmark.py model=cutie_base device=cuda precision=bf16 repeats=20
+    python scripts/benchmark.py model=s3_vitb profile=true
+    python scripts/benchmark.py model=cutie_base device=cuda precisions=[fp32,bf16,fp16]
+    python scripts/benchmark.py model=s3_tiny frames=1000 size=240 long_term=true
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from s3.config import register_configs
-from s3.run.benchmark import benchmark_from_config
+from s3.run.benchmark import benchmark_from_config, report
 from s3.run.cli import run_job
 
 register_configs()
@@ -18,14 +20,7 @@ register_configs()
 
 @hydra.main(config_path="../configs", config_name="benchmark", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    model_cfg, settings, timing = run_job(lambda: benchmark_from_config(cfg))
-    h, w = settings.frame_size
-    print(f"model={model_cfg.name} frame={h}x{w} objects={settings.num_objects} device={settings.device} "
-          f"({timing.device}) precision={settings.precision}")
-    print(f"steady-state step: median {timing.median:.3f} s ({timing.fps:.2f} fps) over {len(timing.seconds)} "
-          "frames: " + ", ".join(f"{s:.3f}" for s in timing.seconds))
-    if timing.peak_memory_mib is not None:
-        print(f"peak CUDA memory: {timing.peak_memory_mib:.0f} MiB")
+    print(report(run_job(lambda: benchmark_from_config(cfg))))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The README's main job, with no download: synthetic videos -> train s3_tiny -> evaluate -> J&F.
+"""The README's main job, with no download: synthetic videos -> train a tiny model -> evaluate -> J&F.
 
-    python scripts/quickstart.py                    # about 10 minutes on 2 CPU cores
+    python scripts/quickstart.py                    # s3_tiny, about 10 minutes on 2 CPU cores
+    python scripts/quickstart.py model=stma_tiny    # STMA with its own quickstart recipe
     python scripts/quickstart.py iterations=2000    # longer training
 Options: configs/quickstart.yaml (key=value overrides, as every script).
 """

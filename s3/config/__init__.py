@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from s3.config.model import BackboneConfig, EncoderConfig, ModelConfig, QueryConfig
@@ -40,6 +39,8 @@ __all__ = [
 
 def register_configs() -> None:
     """Register the schemas so that YAML files can name them in their defaults lists."""
+    from hydra.core.config_store import ConfigStore  # hydra is loaded by the jobs that compose configs only
+
     cs = ConfigStore.instance()
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="model", name="stma_schema", node=STMAConfig)
@@ -47,7 +48,7 @@ def register_configs() -> None:
 
 # model.arch -> the schema of that architecture's model config (the code of each architecture is
 # registered under the same name in s3.run.architectures)
-MODEL_SCHEMAS: dict[str, type] = {"s3": ModelConfig}
+MODEL_SCHEMAS: dict[str, type] = {"s3": ModelConfig, "stma": STMAConfig}
 
 
 def to_model_config(node: DictConfig | dict[str, Any]) -> Any:

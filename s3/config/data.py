@@ -145,6 +145,8 @@ class DataConfig:
     root: str = "data"  # folder that dataset roots are built from in the YAML files (env S3_DATA_ROOT)
     # name -> VideoDatasetConfig fields (typed Any so that each entry is checked with its name in messages)
     datasets: dict[str, Any] = field(default_factory=dict)
+    # names of `datasets` to train on (a stage's data override, e.g. recipe=stma_bl30k's BL30K stage); null: all
+    use_datasets: Optional[list[str]] = None
     seq_length: int = 8  # frames per training clip
     max_objects: int = 3  # objects per clip (selector length)
     crop_size: int = 480  # square training crop
@@ -167,5 +169,11 @@ class DataConfig:
         check_probability("data.reverse_probability", self.reverse_probability)
         for name, dataset in self.datasets.items():
             dataset.validate(f"data.datasets.{name}")
+        if self.use_datasets is not None:
+            unknown = [name for name in self.use_datasets if name not in self.datasets]
+            if unknown or not self.use_datasets:
+                raise ConfigError(
+                    f"data.use_datasets={list(self.use_datasets)} must name some of data.datasets {sorted(self.datasets)}"
+                )
         self.augmentation.validate()
         self.static.validate()

@@ -1,7 +1,7 @@
 """Typed schemas of evaluation runs (``configs/eval.yaml`` and the presets in ``configs/dataset/*.yaml``).
 
-Three layers decide a run's protocol (input size, memory schedule, which masks are fed, which
-frames are written), in increasing priority:
+Three layers decide a run's protocol (input size, memory schedule, which frames and masks are read
+and fed, which frames are written), in increasing priority:
 
 1. the dataset preset (``dataset.*``: the paper's protocol, 480p and a memory frame every 5th);
 2. the preset's ``plus`` block, when ``plus=true`` (the paper's "+" rows: 600/720 px);
@@ -9,7 +9,9 @@ frames are written), in increasing priority:
 
 :meth:`EvalConfig.protocol` applies them; :meth:`EvalConfig.inference_config` puts the resolved
 memory schedule and size into the engine's :class:`~s3.config.inference.InferenceConfig` (the
-``inference`` node, which holds the dataset-independent settings and must not set those four).
+``inference`` node, which holds the dataset-independent settings and must not set those four);
+``release=true`` turns on the engine settings of the authors' released evaluation config
+(``RELEASE_INFERENCE``: flip averaging; their long-term memory sizes are ``configs/eval.yaml``'s).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ ANNOTATIONS = ("dense", "first_frame", "first_appearance", "unknown")
 ZIP_LAYOUTS = ("sequences_at_root", "annotations_at_root")  # where the sequence folders sit in a zip
 SUBMISSIONS = ("none", *ZIP_LAYOUTS, "burst_json")
 SCORE_MODES = ("none", *SCORING_MODES)
+# The engine settings of the authors' released evaluation config that the paper's protocol leaves
+# open (their global overrides of size, mem_every, use_all_masks, ... are left out: they replace
+# every preset's protocol and feed DAVIS 2017 val its ground truth).
+RELEASE_INFERENCE: dict[str, Any] = {"flip_aug": True}
 
 
 @dataclass
@@ -46,9 +52,12 @@ class ProtocolOverrides:
     use_all_masks: Optional[bool] = None  # feed every mask file (late-appearing objects), not just the first
     save_all: Optional[bool] = None  # write every processed frame, not just the frames the benchmark lists
     image_dir: Optional[str] = None  # read frames from here instead (e.g. DAVIS Full-Resolution)
+    mask_dir: Optional[str] = None  # read the fed masks from here instead (e.g. DAVIS Full-Resolution)
 
 
-PROTOCOL_KEYS = ("size", "mem_every", "max_mem_frames", "use_long_term", "use_all_masks", "save_all", "image_dir")
+PROTOCOL_KEYS = (
+    "size", "mem_every", "max_mem_frames", "use_long_term", "use_all_masks", "save_all", "image_dir", "mask_dir"
+)
 
 
 @dataclass
@@ -68,6 +77,10 @@ class DatasetConfig:
     submission: str = "none"  # one of SUBMISSIONS
     score_mode: str = "none"  # one of SCORE_MODES; local scoring when ground truth is there
     gt_dir: Optional[str] = None  # ground truth for scoring (default: mask_dir)
+    # the mask value of void (ignored) pixels, never an object: fed as background, ignored by the davis
+    # scorer, background in training; null where 255 is an object id (DAVIS 2016's 0/255 masks, the
+    # vos_benchmark convention, BURST track ids)
+    void_label: Optional[int] = 255
     size: int = 480
     mem_every: int = 5
     max_mem_frames: int = 5
@@ -81,6 +94,13 @@ class DatasetConfig:
         check_choice(f"{key}.annotation", self.annotation, ANNOTATIONS)
         check_choice(f"{key}.submission", self.submission, SUBMISSIONS)
         check_choice(f"{key}.score_mode", self.score_mode, SCORE_MODES)
+        if self.void_label is not None and not 1 <= self.void_label <= 255:
+            raise ConfigError(f"{key}.void_label must be null or a mask value in 1..255, got {self.void_label}")
+        if self.void_label is not None and self.score_mode == "vos_benchmark":
+            raise ConfigError(
+                f"{key}.void_label={self.void_label}: score_mode=vos_benchmark scores every id as an object; "
+                f"set {key}.void_label=null (or score_mode=davis)"
+            )
         if self.layout == "burst" and not self.burst_json:
             raise ConfigError(f"{key}.burst_json must name the annotation JSON for layout=burst")
         if self.layout == "ytvos" and not self.save_all and not self.meta:
@@ -98,6 +118,7 @@ class Protocol:
     use_all_masks: bool
     save_all: bool
     image_dir: str
+    mask_dir: str
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,6 +134,7 @@ class EvalConfig:
     exp_id: str = "s3"
     output_dir: str = "outputs"
     plus: bool = False  # the preset's "+" setting (higher resolution)
+    release: bool = False  # the engine settings of the authors' released config (RELEASE_INFERENCE)
     # global overrides: null = the preset decides
     size: Optional[int] = None
     mem_every: Optional[int] = None
@@ -121,6 +143,7 @@ class EvalConfig:
     use_all_masks: Optional[bool] = None
     save_all: Optional[bool] = None
     image_dir: Optional[str] = None
+    mask_dir: Optional[str] = None
     save_scores: bool = False  # per-frame probabilities for scripts/merge_scores.py
     visualize: bool = False  # overlay JPEGs and an mp4 per video
     score: bool = True  # score locally when the preset has ground truth on disk
@@ -165,10 +188,12 @@ class EvalConfig:
             )
 
     def inference_config(self) -> InferenceConfig:
-        """The engine settings of this run: the ``inference`` node with the protocol's memory schedule and size."""
+        """The engine settings of this run: the ``inference`` node (with ``RELEASE_INFERENCE`` when
+        ``release``) and the protocol's memory schedule and size."""
         p = self.protocol()
         return dataclasses.replace(
             self.inference,
+            **(RELEASE_INFERENCE if self.release else {}),
             mem_every=p.mem_every,
             max_mem_frames=p.max_mem_frames,
             use_long_term=p.use_long_term,
@@ -190,4 +215,4 @@ def to_eval_config(cfg: DictConfig) -> EvalConfig:
                 f"inference.{name}: set by the dataset preset's protocol; override it with the top-level "
                 f"key {top_level}=... instead"
             )
-    return to_dataclass(node, EvalConfig, "eval")
+    return to_dataclass(node, EvalConfig, "")  # top-level keys are named as the user types them

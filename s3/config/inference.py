@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from s3.config.runtime import check_precision
-from s3.config.validation import ConfigError, check_positive
+from s3.config.validation import ConfigError, check_choice, check_positive
 
+OBJECT_GROUPS = ("bucket", "all")  # see InferenceConfig.object_groups
 # Settings an evaluation takes from the preset's protocol, never from the ``inference`` node.
 SCHEDULE_KEYS = ("mem_every", "max_mem_frames", "use_long_term", "max_internal_size")
 
@@ -48,17 +49,24 @@ class InferenceConfig:
     top_k: int = 30  # memory readout keeps the k most similar tokens per query pixel
     stagger_updates: int = 5  # sensory updates spread over each memory period
     # objects at a time through pixel fusion, mask encoder and decoder (-1: all); the result does not
-    # depend on it (the query transformer always sees every object: its attention masks compare them)
+    # depend on it (the query transformer always sees every object of a group, see object_groups)
     chunk_size: int = -1
     flip_aug: bool = False  # average with the horizontally flipped frame (memory kept for both)
     precision: str = "fp32"  # fp32 | bf16 (CPU and CUDA) | fp16 (CUDA): autocast of the network's steps
     memorise_empty_frames: bool = False  # paper 4.1: frames predicted without any target are not memorised
+    # objects that go through pixel fusion and the query transformer together (their "other objects"
+    # input and attention masks compare them): "bucket" (the authors' code), the objects first given on
+    # the same frame; "all", every tracked object. They differ only once objects join mid-video.
+    object_groups: str = "bucket"
     long_term: LongTermConfig = field(default_factory=LongTermConfig)
     # the memory schedule and processing size (evaluation: from the preset's protocol)
     mem_every: int = 5  # a memory frame every ``mem_every`` frames (and whenever a mask is given)
     max_mem_frames: int = 5  # without long-term memory: working-memory frames incl. the permanent one
     use_long_term: bool = False
     max_internal_size: int = -1  # shorter side is downscaled to this inside the processor (-1: never)
+    # torch.compile the network's parts (s3.model.compile.compile_network); the first frames of each new
+    # shape (object count, memory size) are slow while it compiles; pays off on long videos and GPUs
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,6 +77,7 @@ class InferenceConfig:
         if self.chunk_size == 0 or self.chunk_size < -1:
             raise ConfigError(f"{key}.chunk_size must be -1 (all objects) or >= 1, got {self.chunk_size}")
         check_precision(f"{key}.precision", self.precision)
+        check_choice(f"{key}.object_groups", self.object_groups, OBJECT_GROUPS)
         self.long_term.validate(f"{key}.long_term")
         check_positive(f"{key}.mem_every", self.mem_every)
         if self.max_mem_frames < 2:

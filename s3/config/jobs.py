@@ -1,5 +1,6 @@
 """Typed schemas of the smaller jobs: the quickstart, the model table, the benchmark, checkpoint
-conversion, score merging, list making, BURST conversion and synthetic-data generation.
+conversion, score merging, list making, BURST conversion, synthetic-data generation and
+segmenting a video of one's own.
 
 Each is the top level of its ``configs/<job>.yaml`` without the ``model`` / ``data`` nodes (those
 have their own schemas). Values are checked when the dataclass is built; messages name the key.
@@ -7,12 +8,13 @@ have their own schemas). Values are checked when the dataclass is built; message
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from s3.config.eval import ZIP_LAYOUTS
+from s3.config.inference import InferenceConfig
 from s3.config.runtime import check_device, check_precision, check_threads
 from s3.config.structured import to_dataclass
 from s3.config.synthetic import SyntheticConfig
@@ -26,19 +28,30 @@ def _check_frame_size(frame_size: list[int]) -> None:
 
 @dataclass
 class QuickstartConfig:
-    """``configs/quickstart.yaml``: synthetic videos -> train the tiny model -> evaluate -> J&F."""
+    """``configs/quickstart.yaml``: synthetic videos -> train a tiny model -> evaluate -> J&F."""
 
+    model: str = "s3_tiny"  # the model config trained (the job takes it from the composed `model` group)
+    # model config name -> its quickstart recipe (configs/recipe/<recipe>.yaml)
+    recipes: dict[str, str] = field(default_factory=lambda: {"s3_tiny": "quickstart", "stma_tiny": "stma_quickstart"})
     data_root: str = "data"
     output_dir: str = "outputs/quickstart"
-    iterations: int = 700
+    iterations: Optional[int] = None  # training iterations; None: the recipe's
     threads: int = 2
     visualize: bool = True
     resume: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the generated videos
 
     def __post_init__(self) -> None:
-        check_positive("iterations", self.iterations)
+        if self.model not in self.recipes:
+            raise ConfigError(f"model={self.model}: no quickstart recipe for it in recipes ({sorted(self.recipes)})")
+        if self.iterations is not None:
+            check_positive("iterations", self.iterations)
         check_threads("threads", self.threads)
+
+    @property
+    def recipe(self) -> str:
+        """The quickstart recipe of ``model``."""
+        return self.recipes[self.model]
 
 
 @dataclass
@@ -58,25 +71,91 @@ class ModelTableConfig:
 
 @dataclass
 class BenchmarkConfig:
-    """``configs/benchmark.yaml``: seconds per frame of the streaming engine with a full memory."""
+    """``configs/benchmark.yaml``: the streaming engine's speed with a full memory, where its time goes,
+    and whether long videos stay flat (``s3.run.benchmark``)."""
 
-    frame_size: list[int] = field(default_factory=lambda: [480, 864])
+    size: int = 480  # frame height
+    aspect: float = 1.8  # frame width = size * aspect, rounded to a multiple of 8 (480 -> 864)
     num_objects: int = 2
-    repeats: int = 3  # timed frames
-    warmup: int = 1  # untimed frames after the memory is full
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])  # timed side by side, taking turns
+    repeats: int = 15  # timed steady-state frames per precision
+    warmup: int = 1  # untimed frames after the memory is full (the first one counts the GFLOP)
+    profile: bool = False  # per-module table of the timed frames
+    frames: int = 0  # > 0: a long video of this many frames instead of the steady state
+    window: int = 100  # long video: frames per reported window
+    mem_every: int = 5
+    max_mem_frames: int = 5
+    top_k: int = 30
+    long_term: bool = False  # the XMem-style long-term memory
+    compile: bool = False  # torch.compile the network (inference.compile)
+    gemm_probe: bool = True  # time a 2048^3 matrix product per dtype first: what the machine can do
     device: str = "cpu"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA)
     threads: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_frame_size(self.frame_size)
-        for name in ("num_objects", "repeats"):
+        for name in ("size", "num_objects", "repeats", "window", "mem_every", "top_k"):
             check_positive(name, getattr(self, name))
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        if self.aspect <= 0:
+            raise ConfigError(f"aspect must be > 0, got {self.aspect}")
+        if not self.precisions:
+            raise ConfigError("precisions must name at least one of fp32, bf16, fp16")
+        for index, precision in enumerate(self.precisions):
+            check_precision(f"precisions[{index}]", precision)
+            if precision == "fp16" and self.device != "cuda":
+                raise ConfigError(f"precisions[{index}]=fp16 needs device=cuda")
+        for name in ("warmup", "frames"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_mem_frames < 2:
+            raise ConfigError(f"max_mem_frames must be >= 2, got {self.max_mem_frames}")
+        if self.profile and (self.compile or self.frames):
+            raise ConfigError("profile: the per-module table times modules one by one, in the steady state "
+                              "without compile; leave out compile=true and frames")
         check_device("device", self.device)
-        check_precision("precision", self.precision)
+        check_threads("threads", self.threads)
+
+
+@dataclass
+class GpuCheckConfig:
+    """``configs/gpu_check.yaml``: one run that says what a GPU does with S3 (``s3.run.gpu_check``):
+    inference speed per model, precision and compile setting, training steps and a DDP step."""
+
+    device: str = "cuda"
+    models: list[str] = field(default_factory=lambda: ["s3_vitb", "cutie_base"])  # timed for inference
+    size: int = 480  # inference frame height (width: size * aspect, as the benchmark)
+    aspect: float = 1.8
+    num_objects: int = 2
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16", "fp16"])
+    compile: bool = True  # also time every model and precision compiled
+    compile_backend: str = "inductor"  # torch.compile backend ("eager": capture only, for tests)
+    repeats: int = 20  # timed inference frames per setting
+    train_model: str = "s3_vitb"
+    train_crop: int = 480  # square training crops
+    train_batch: int = 4  # clips per step
+    train_frames: int = 8  # frames per clip
+    train_precisions: list[str] = field(default_factory=lambda: ["fp16", "bf16"])  # fp16: with a GradScaler
+    train_steps: int = 3  # timed steps per precision, after one untimed step
+    ddp: bool = True  # one DDP step in a one-process group (NCCL on CUDA, gloo on the CPU)
+    budget_s: float = 540.0  # compiled timings still to come are skipped past this many seconds
+    threads: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_device("device", self.device)
+        if self.device == "auto":
+            raise ConfigError("device must be cuda or cpu (the check measures one device)")
+        for name in ("size", "num_objects", "repeats", "train_crop", "train_batch", "train_steps"):
+            check_positive(name, getattr(self, name))
+        if self.train_frames < 2:
+            raise ConfigError(f"train_frames must be >= 2 (a training clip needs two frames), got {self.train_frames}")
+        if self.aspect <= 0 or self.budget_s <= 0:
+            raise ConfigError("aspect and budget_s must be > 0")
+        for key in ("precisions", "train_precisions"):
+            for index, precision in enumerate(getattr(self, key)):
+                check_precision(f"{key}[{index}]", precision)
+                if precision == "fp16" and self.device != "cuda":
+                    raise ConfigError(f"{key}[{index}]=fp16 needs device=cuda")
         check_threads("threads", self.threads)
 
 
@@ -189,3 +268,43 @@ def to_make_synthetic_config(node: DictConfig | dict[str, Any]) -> MakeSynthetic
         raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
     synthetic = to_dataclass({k: v for k, v in node.items() if k in generator}, SyntheticConfig, "")
     return MakeSyntheticConfig(root=str(root), overwrite=overwrite, synthetic=synthetic)
+
+
+@dataclass
+class SegmentConfig:
+    """``configs/segment.yaml``: one video of the user's own (a video file or a frame folder)
+    segmented from its masks by a model config's streaming engine."""
+
+    video: str = ""  # a video file (mp4, avi, ...) or a folder of frame images
+    masks: str = ""  # one PNG (the start frame's mask) or a folder of <frame name>.png
+    out: str = ""  # output folder: masks/<frame name>.png, overlay.mp4, overlay/<frame name>.jpg
+    weights: Optional[str] = None  # a whole checkpoint; None keeps the model config's own weight keys
+    start: Optional[int] = None  # annotated frame to start from; None: the first annotated (last with reverse)
+    reverse: bool = False  # propagate towards frame 0
+    size: int = 480  # shorter side processed (-1: native; only downscales); outputs keep the video's size
+    inference: InferenceConfig = field(default_factory=InferenceConfig)  # its size comes from `size`
+    save_overlays: bool = False  # overlay JPEGs beside the overlay mp4
+    fps: Optional[float] = None  # overlay mp4 frame rate; None: the video file's own (10 for frame folders)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    seed: int = 0  # initialises the network when no weights are given
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("video", "masks", "out"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required: video=<mp4 or frame folder> masks=<png or folder> out=<folder>")
+        if self.start is not None and self.start < 0:
+            raise ConfigError(f"start must be a frame index >= 0, got {self.start}")
+        if self.size == 0 or self.size < -1:
+            raise ConfigError(f"size must be -1 (native) or > 0, got {self.size}")
+        if self.inference.max_internal_size != -1:
+            raise ConfigError("inference.max_internal_size: set the processing size with the top-level key size=...")
+        if self.fps is not None:
+            check_positive("fps", self.fps)
+        check_device("device", self.device)
+        check_threads("threads", self.threads)
+
+    def inference_config(self) -> InferenceConfig:
+        """The engine settings: the ``inference`` node with the processing ``size``."""
+        return replace(self.inference, max_internal_size=self.size)

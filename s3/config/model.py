@@ -113,6 +113,9 @@ class ModelConfig:
     decoder_dims: list[int] = field(default_factory=lambda: [256, 128, 128])
     pad_multiple: int = 32  # inputs are zero-padded to this multiple (the S3 encoder needs 32)
     mask_encoder_weights: Optional[str] = None  # torchvision ResNet-18 state dict file
+    # channels of the mask encoder's stem and layer1 (layer2/layer3: 2x/4x); 64 = ResNet-18 itself (the
+    # paper's); tiny models use a narrower trunk (most of their training time is the mask encoder otherwise)
+    mask_encoder_width: int = 64
     weights: Optional[str] = None  # a whole S3 checkpoint, our layout or the reference layout
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -123,8 +126,13 @@ class ModelConfig:
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ("s3",))
-        for name in ("pixel_dim", "key_dim", "value_dim", "sensory_dim", "embed_dim", "pad_multiple"):
+        for name in ("pixel_dim", "key_dim", "value_dim", "sensory_dim", "embed_dim", "pad_multiple", "mask_encoder_width"):
             check_positive(f"model.{name}", getattr(self, name))
+        if self.mask_encoder_weights and self.mask_encoder_width != 64:
+            raise ConfigError(
+                f"model.mask_encoder_weights: ResNet-18 weights need model.mask_encoder_width=64, "
+                f"got {self.mask_encoder_width}"
+            )
         if self.value_dim != self.embed_dim:
             raise ConfigError(
                 f"model.value_dim={self.value_dim} must equal model.embed_dim={self.embed_dim} "

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from s3.config.validation import ConfigError
+from s3.config.validation import ConfigError, first_line
 
 T = TypeVar("T")
 
@@ -51,4 +51,4 @@ def to_dataclass(node: DictConfig | dict[str, Any], schema: type[T], key: str) -
         raise
     except Exception as err:  # omegaconf's ValidationError carries the offending key path
         where = join_key(key, err.full_key) if getattr(err, "full_key", None) else (key or "config")
-        raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from err
+        raise ConfigError(f"{where}: {first_line(err)}") from err

@@ -21,26 +21,58 @@ from s3.config.structured import reject_unknown_keys, to_dataclass
 from s3.config.validation import ConfigError, check_choice, check_positive
 
 LR_SCHEDULES = ("step", "constant")
+LOSS_KINDS = ("point", "bootstrap")
 
 
 @dataclass
 class LossConfig:
-    """Point-sampled cross-entropy + dice (PointRend-style uncertain points) and the aux weights."""
+    """Cross-entropy + dice on the final masks (weighted ``ce_weight`` / ``dice_weight``) and the aux weights.
 
-    num_points: int = 12544  # points per frame (112^2); the reference pre-training uses 8192
-    oversample_ratio: float = 3.0  # candidates drawn per kept point
-    importance_sample_ratio: float = 0.75  # share of the kept points taken from the most uncertain candidates
-    sensory_weight: float = 0.01  # weight of the sensory aux CE and dice terms
-    query_weight: float = 0.01  # weight of each query-transformer aux level's CE and dice terms
+    ``point`` (S3, Cutie): both terms at PointRend-style uncertain points. ``bootstrap`` (STMA, XMem):
+    both terms over every pixel, the cross-entropy bootstrapped: only the hardest share p of each
+    frame's pixels counts, p = 1 before ``bootstrap_start_warm`` iterations of the stage, falling
+    linearly to ``bootstrap_top_p`` at ``bootstrap_end_warm`` and staying there.
+    """
+
+    kind: str = "point"  # point | bootstrap
+    ce_weight: float = 1.0  # weight of the final masks' cross-entropy (STMA: 0.5, paper 3.4)
+    dice_weight: float = 1.0  # weight of the final masks' dice (STMA: 0.5, paper 3.4)
+    num_points: int = 12544  # point: points per frame (112^2); the reference pre-training uses 8192
+    oversample_ratio: float = 3.0  # point: candidates drawn per kept point
+    importance_sample_ratio: float = 0.75  # point: share of the kept points taken from the most uncertain candidates
+    bootstrap_top_p: float = 0.15  # bootstrap: share of the hardest pixels kept once warm (XMem)
+    bootstrap_start_warm: int = 20000  # bootstrap: stage iteration where p starts to fall from 1 (XMem)
+    bootstrap_end_warm: int = 70000  # bootstrap: stage iteration where p reaches bootstrap_top_p (XMem)
+    sensory_weight: float = 0.01  # weight of the sensory aux CE and dice terms (models that predict them)
+    query_weight: float = 0.01  # weight of each query-transformer aux level's CE and dice terms (idem)
 
     def validate(self, key: str) -> None:
+        check_choice(f"{key}.kind", self.kind, LOSS_KINDS)
         check_positive(f"{key}.num_points", self.num_points)
         if self.oversample_ratio < 1.0:
             raise ConfigError(f"{key}.oversample_ratio must be >= 1, got {self.oversample_ratio}")
         if not 0.0 <= self.importance_sample_ratio <= 1.0:
             raise ConfigError(f"{key}.importance_sample_ratio must be in [0, 1], got {self.importance_sample_ratio}")
-        if self.sensory_weight < 0 or self.query_weight < 0:
-            raise ConfigError(f"{key}: sensory_weight and query_weight must be >= 0")
+        if not 0.0 < self.bootstrap_top_p <= 1.0:
+            raise ConfigError(f"{key}.bootstrap_top_p must be in (0, 1], got {self.bootstrap_top_p}")
+        if not 0 <= self.bootstrap_start_warm <= self.bootstrap_end_warm:
+            raise ConfigError(
+                f"{key}: need 0 <= bootstrap_start_warm <= bootstrap_end_warm, got "
+                f"{self.bootstrap_start_warm} and {self.bootstrap_end_warm}"
+            )
+        for name in ("ce_weight", "dice_weight", "sensory_weight", "query_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{key}.{name} must be >= 0, got {getattr(self, name)}")
+
+    def bootstrap_fraction(self, iteration: int) -> float:
+        """The share p of the hardest pixels the bootstrapped cross-entropy keeps at ``iteration``
+        (0-based, counted within the stage)."""
+        if iteration < self.bootstrap_start_warm:
+            return 1.0
+        if iteration >= self.bootstrap_end_warm:
+            return self.bootstrap_top_p
+        progress = (iteration - self.bootstrap_start_warm) / (self.bootstrap_end_warm - self.bootstrap_start_warm)
+        return 1.0 - progress * (1.0 - self.bootstrap_top_p)
 
 
 @dataclass
@@ -97,8 +129,8 @@ class StageConfig:
     num_iterations: int = 150000  # paper Table A1, DAVIS+YTVOS (MEGA: 190000)
     batch_size: int = 16  # global: divided by the number of processes
     precision: Optional[str] = None  # fp32 | bf16 | fp16 for this stage; None: train.precision
-    num_ref_frames: int = 3  # pixel-memory frames per step; more earlier frames are sub-sampled
-    deep_update_prob: float = 0.2  # chance per time step of a deep sensory update when memorising
+    num_ref_frames: int = 3  # memory frames per step (STMA: reference frames); more earlier frames are sub-sampled
+    deep_update_prob: float = 0.2  # chance per time step of a deep sensory update when memorising (S3 only)
     # curriculum: max_skip_schedule[i] applies from max_skip_fractions[i] of the iterations on (Table A1
     # lists the end points 0.1/0.3/0.8/1, the reference code the start points: the same schedule)
     max_skip_schedule: list[int] = field(default_factory=lambda: [5, 10, 15, 5])
@@ -148,6 +180,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
     cudnn_benchmark: bool = True
     sync_batchnorm: bool = True  # SyncBatchNorm for the encoder's training BatchNorms (CUDA + DDP only)
+    compile: bool = False  # torch.compile the network's parts (s3.model.compile); checkpoints are unchanged
     checkpoint_interval: int = 10000  # full checkpoint + weights file every N iterations (and at stage end)
     keep_checkpoints: int = 2  # newest full checkpoints kept in run_dir/checkpoints
     log_interval: int = 100  # iterations between text/TensorBoard scalar logs

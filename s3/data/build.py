@@ -90,9 +90,13 @@ def build_static_dataset(cfg: DataConfig, seed: int) -> EpochConcatDataset:
         raise ConfigError("data.static.datasets is empty: no image set for the static pre-training stage")
     parts = []
     for name, image_cfg in static.datasets.items():
-        root = _existing_dir(Path(image_cfg.root).expanduser(), f"data.static.datasets.{name}.root", "image folder")
+        key = f"data.static.datasets.{name}.root"
+        root = _existing_dir(Path(image_cfg.root).expanduser(), key, "image folder")
+        pairs = list_image_pairs(root, image_cfg.layout)
+        if not pairs:
+            raise ConfigError(f"{key}: no <name>.jpg + <name>.png pairs in {root} (layout {image_cfg.layout})")
         parts.append(StaticClipDataset(
-            name, list_image_pairs(root, image_cfg.layout),
+            name, pairs,
             multiplier=image_cfg.multiplier, seq_length=static.seq_length, crop_size=static.crop_size,
             max_objects=static.max_objects, fill=list(cfg.augmentation.fill), seed=seed,
         ))
@@ -102,8 +106,10 @@ def build_static_dataset(cfg: DataConfig, seed: int) -> EpochConcatDataset:
 def build_train_dataset(cfg: DataConfig, max_skip: int, seed: int) -> Dataset:
     """The training dataset described by ``cfg``; ``set_epoch(epoch)`` selects the epoch's clips.
 
-    Video mix (default): the concatenation of ``data.datasets``, each ``multiplier`` x its frames,
-    clips of ``data.seq_length`` frames at curriculum max skip ``max_skip`` (dense-frame units).
+    Video mix (default): the concatenation of ``data.datasets`` (those named in ``data.use_datasets``
+    when set), each ``multiplier`` x its frames,
+    clips of ``data.seq_length`` frames at curriculum max skip ``max_skip`` (dense-frame units),
+    paste partners drawn from the whole mix.
     ``data.static.enabled``: the static-image pre-training clips instead, sized by ``data.static``
     (``max_skip`` unused).
     Items are the sample dicts of ``s3.data.vos_dataset.to_training_sample``, a pure function of
@@ -115,4 +121,8 @@ def build_train_dataset(cfg: DataConfig, max_skip: int, seed: int) -> Dataset:
         raise ConfigError("data.datasets is empty: no video dataset to train on")
     if max_skip < 1:
         raise ValueError(f"max_skip must be >= 1, got {max_skip}")
-    return EpochConcatDataset([build_video_dataset(name, cfg, max_skip, seed) for name in cfg.datasets])
+    names = cfg.datasets if cfg.use_datasets is None else cfg.use_datasets
+    parts = [build_video_dataset(name, cfg, max_skip, seed) for name in names]
+    for part in parts:
+        part.mix = parts  # paste partners and restarts come from the whole mix
+    return EpochConcatDataset(parts)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from s3.config.validation import InputError, first_line
 from s3.data.palette import write_mask
 from s3.data.rle import rle_decode
 
@@ -78,14 +79,17 @@ def convert_burst(
     annotations: Path, frames_root: Path, output_root: Path, show_progress: bool = True
 ) -> list[str]:
     """Convert every sequence of a BURST JSON file; returns the video names written."""
-    with open(annotations, encoding="utf-8") as file:
-        content = json.load(file)
-    if "sequences" not in content:
-        raise ValueError(f"{annotations}: no 'sequences' list (not a BURST annotation file)")
+    try:
+        with open(annotations, encoding="utf-8") as file:
+            content = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{annotations}: not valid JSON, truncated? ({first_line(err)})") from None
+    if not isinstance(content, dict) or "sequences" not in content:
+        raise InputError(f"{annotations}: no 'sequences' list (not a BURST annotation file)")
     videos = []
     for index, sequence in enumerate(tqdm(content["sequences"], desc="BURST -> VOS", disable=not show_progress)):
         try:
             videos.append(convert_sequence(sequence, frames_root, output_root))
-        except (KeyError, ValueError) as err:
-            raise ValueError(f"{annotations}: sequence {index}: {type(err).__name__}: {err}") from err
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"{annotations}: sequence {index}: {type(err).__name__}: {first_line(err)}") from err
     return videos

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from s3.config.validation import InputError, first_line
+
 MASK_MODES = ("P", "L")
 VOID_LABEL = 255  # DAVIS marks pixels to ignore (object borders, unlabelled regions) with this value
 
 
-class MaskFileError(ValueError):
+class MaskFileError(InputError):
     """A mask file or folder is missing, unreadable, or inconsistent with what it should hold."""
 
 
@@ -35,14 +37,17 @@ def davis_palette() -> np.ndarray:
     return palette.astype(np.uint8)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """The object-id map of a mode ``P`` or ``L`` PNG as an (H, W) uint8 array.
+def read_mask(path: str | Path, grey: bool = False) -> np.ndarray:
+    """The object-id map of a mode ``P`` or ``L`` PNG as an (H, W) uint8 array; with ``grey``, an
+    image of any mode as grey levels (the salient-object masks of the static image sets).
 
-    A missing, truncated or non-image file, or an image of another mode (RGB colours are not ids),
-    raises :class:`MaskFileError` with a one-line message that starts with the path.
+    A missing, truncated or non-image file, or (without ``grey``) an image of another mode (RGB
+    colours are not ids), raises :class:`MaskFileError` with a one-line message that starts with the path.
     """
     try:
         with Image.open(path) as image:
+            if grey:
+                return np.array(image.convert("L"), dtype=np.uint8)
             if image.mode not in MASK_MODES:
                 raise MaskFileError(
                     f"{path}: image mode {image.mode!r} is not a label map (expected indexed 'P' or grayscale 'L')"
@@ -50,8 +55,8 @@ def read_mask(path: str | Path) -> np.ndarray:
             return np.array(image, dtype=np.uint8)
     except FileNotFoundError:
         raise MaskFileError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError) as err:  # not an image, or truncated
-        raise MaskFileError(f"{path}: not a readable image ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # not an image, truncated, corrupt
+        raise MaskFileError(f"{path}: not a readable image ({first_line(err)})") from None
 
 
 def write_mask(path: str | Path, labels: np.ndarray, mode: str = "P") -> None:

@@ -18,12 +18,14 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from s3.config.validation import InputError
+from s3.data.frames import read_rgb
+from s3.data.palette import MaskFileError, read_mask
 from s3.data.transforms import CROP_DRAWS, apply_jitter, sample_jitter
 from s3.data.vos_dataset import MAX_RANDOM_RESTARTS, Clip, item_rng, name_salt, to_training_sample
 
@@ -51,12 +53,10 @@ def list_image_pairs(root: Path, layout: str) -> list[tuple[Path, Path]]:
 
 def read_pair(image_path: Path, mask_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 image (3, H, W) and binary int64 mask (H, W)."""
-    with Image.open(image_path) as image:
-        rgb = np.array(image.convert("RGB"))
-    with Image.open(mask_path) as mask:
-        grey = np.asarray(mask.convert("L"))
+    rgb = read_rgb(image_path)
+    grey = read_mask(mask_path, grey=True)
     if grey.shape != rgb.shape[:2]:
-        raise ValueError(f"{mask_path}: mask size {grey.shape} differs from image size {rgb.shape[:2]}")
+        raise MaskFileError(f"{mask_path}: mask size {grey.shape} differs from image size {rgb.shape[:2]}")
     mask = torch.from_numpy((grey >= MASK_THRESHOLD).astype(np.int64))
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), mask
 
@@ -119,7 +119,10 @@ class StaticClipDataset(Dataset):
                     )
                     return to_training_sample(clip, self.max_objects, rng)
             pair_index = int(rng.integers(len(self.pairs)))
-        raise RuntimeError(f"image set {self.name}: no clip with a visible object after {MAX_RANDOM_RESTARTS} images")
+        raise InputError(
+            f"image set {self.name}: no clip with a visible object after {MAX_RANDOM_RESTARTS} images "
+            f"(e.g. {self.pairs[0][1]}); are its masks empty?"
+        )
 
     def _affine(
         self, image: torch.Tensor, mask: torch.Tensor, angle: float, scale: float, shear: float

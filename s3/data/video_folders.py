@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from s3.data.frames import list_frames
+from s3.data.frames import frame_order_key, list_frames
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ class VideoFolderReader:
         return sorted(p.name for p in self.image_dir.iterdir() if p.is_dir() and p.name in with_masks)
 
     def read_video(self, name: str) -> VideoRecord:
-        """The frames of ``name`` that have a mask, in file-name order."""
+        """The frames of ``name`` that have a mask, in frame order (``s3.data.frames``)."""
         masks = {p.stem: p for p in (self.mask_dir / name).iterdir() if p.suffix == ".png"}
         images = {p.stem: p for p in list_frames(self.image_dir / name)}
-        frames = tuple(sorted(set(masks) & set(images)))
+        frames = tuple(sorted(set(masks) & set(images), key=frame_order_key))
         return VideoRecord(
             name=name,
             frames=frames,

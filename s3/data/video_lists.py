@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from s3.config.validation import ConfigError
+from s3.config.validation import ConfigError, InputError
 from s3.data.palette import VOID_LABEL, read_mask
 from s3.data.video_folders import VideoRecord
 
@@ -54,7 +54,7 @@ def read_empty_frames(path: Path) -> dict[str, set[str]]:
     for number, line in _content_lines(path):
         video, sep, frame = line.rpartition("/")
         if not (sep and video and frame):
-            raise ValueError(f"{path}:{number}: expected '<video>/<frame>', got {line!r}")
+            raise InputError(f"{path}:{number}: expected '<video>/<frame>', got {line!r}")
         empty.setdefault(video, set()).add(frame)
     return empty
 

@@ -1,10 +1,16 @@
 """The training-clip dataset over VOS-layout videos (read by ``s3.data.video_folders``).
 
-Mask values are object ids; void (255) becomes background. ``VOSClipDataset`` indexes every frame of every video ``multiplier`` times; item ``i`` is a clip
-seeded at that frame, sampled (``s3.data.sampling``), augmented (``s3.data.transforms``), possibly
-merged with a random second clip of the same dataset (``s3.data.paste``), and returned as the
-training sample described in ``to_training_sample``. Items are a pure function of
-(seed, epoch, dataset name, index).
+Mask values are object ids; void (255) becomes background. ``VOSClipDataset`` indexes every frame of
+every video ``multiplier`` times; item ``i`` is a clip seeded at that frame, sampled
+(``s3.data.sampling``), augmented (``s3.data.transforms``), possibly merged with a random partner
+clip (``s3.data.paste``), and returned as the training sample described in ``to_training_sample``.
+Items are a pure function of (seed, epoch, dataset name, index).
+
+The datasets trained together form a mix (``s3.data.build`` links them): as in the authors' code, a
+paste partner, and the restart after a seed frame that gives no clip, is drawn from the whole mix,
+uniformly over its clip index (frames x multiplier). A clip whose first frame shows no object (known
+from the empty-frame list before reading, or found after reading, or every crop of it empty) is
+dropped and another seed frame of the same video tried; both codes end up there.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from s3.config.data import DataConfig
-from s3.data.palette import VOID_LABEL, read_mask
+from s3.config.validation import InputError
+from s3.data.frames import FrameFileError, read_rgb
+from s3.data.palette import VOID_LABEL, MaskFileError, read_mask
 from s3.data.paste import paste_clip
 from s3.data.sampling import dataset_max_skip, sample_clip_frames
 from s3.data.transforms import ClipAugmentation
@@ -31,15 +38,23 @@ MAX_RANDOM_RESTARTS = 100  # random (video, frame) restarts before declaring the
 
 
 def read_frames(video: VideoRecord, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 RGB frames (T, 3, H, W) and int64 labels (T, H, W) (void -> 0) of the given frames."""
+    """uint8 RGB frames (T, 3, H, W) and int64 labels (T, H, W) (void -> 0) of the given frames; a mask
+    whose size differs from its frame, or a frame whose size differs from the others, is an error."""
     images, labels = [], []
     for i in indices:
-        with Image.open(video.image_paths[i]) as image:
-            images.append(np.asarray(image.convert("RGB")))
-        labels.append(read_mask(video.mask_paths[i]))
-    sizes = {a.shape[:2] for a in images} | {a.shape for a in labels}
-    if len(sizes) != 1:
-        raise ValueError(f"video {video.name}: frames and masks differ in size ({sorted(sizes)})")
+        image, mask = read_rgb(video.image_paths[i]), read_mask(video.mask_paths[i])
+        if mask.shape != image.shape[:2]:
+            raise MaskFileError(
+                f"{video.mask_paths[i]}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its frame "
+                f"{video.image_paths[i]} ({image.shape[1]}x{image.shape[0]})"
+            )
+        if images and image.shape != images[0].shape:
+            raise FrameFileError(
+                f"{video.image_paths[i]}: frame size {image.shape[1]}x{image.shape[0]} differs from "
+                f"{video.image_paths[indices[0]]} ({images[0].shape[1]}x{images[0].shape[0]}) of the same video"
+            )
+        images.append(image)
+        labels.append(mask)
     frames = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     label_maps = torch.from_numpy(np.stack(labels).astype(np.int64))
     label_maps[label_maps == VOID_LABEL] = 0
@@ -113,7 +128,7 @@ class VOSClipDataset(Dataset):
         self.name = name
         self.videos = [v for v in videos if len(v.frames) >= cfg.seq_length]
         if not self.videos:
-            raise ValueError(f"dataset {name}: no video has at least data.seq_length={cfg.seq_length} annotated frames")
+            raise InputError(f"dataset {name}: no video has at least data.seq_length={cfg.seq_length} annotated frames")
         self.seq_length = cfg.seq_length
         self.max_objects = cfg.max_objects
         self.paste_probability = cfg.paste_probability
@@ -130,6 +145,7 @@ class VOSClipDataset(Dataset):
         ]
         self.video_starts = np.cumsum([0] + [len(v.frames) for v in self.videos])
         self.num_frames = int(self.video_starts[-1])
+        self.mix: list[VOSClipDataset] = [self]  # the datasets trained together (set by s3.data.build)
 
     def __len__(self) -> int:
         return self.multiplier * self.num_frames
@@ -147,6 +163,14 @@ class VOSClipDataset(Dataset):
         video = int(np.searchsorted(self.video_starts, frame_index, side="right")) - 1
         return video, frame_index - int(self.video_starts[video])
 
+    def random_frame(self, rng: np.random.Generator) -> tuple[VOSClipDataset, int]:
+        """A (dataset, frame index) of the mix, uniform over its clip index (frames x multiplier)."""
+        ends = np.cumsum([len(d) for d in self.mix])
+        index = int(rng.integers(ends[-1]))
+        part = int(np.searchsorted(ends, index, side="right"))
+        dataset = self.mix[part]
+        return dataset, (index - int(ends[part]) + len(dataset)) % dataset.num_frames
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"dataset {self.name}: index {index} out of range [0, {len(self)})")
@@ -154,7 +178,8 @@ class VOSClipDataset(Dataset):
         clip = self.load_clip(index % self.num_frames, rng)
         first_frame_objects = int(torch.count_nonzero(torch.unique(clip.labels[0])))
         if first_frame_objects < self.max_objects and rng.random() < self.paste_probability:
-            other = self.load_clip(int(rng.integers(self.num_frames)), rng)
+            partner, frame_index = self.random_frame(rng)
+            other = partner.load_clip(frame_index, rng)
             clip.frames, clip.labels = paste_clip(clip.frames, clip.labels, other.frames, other.labels)
         return to_training_sample(clip, self.max_objects, rng)
 
@@ -162,21 +187,30 @@ class VOSClipDataset(Dataset):
         """An augmented clip seeded at ``frame_index`` whose first frame shows an object.
 
         Tries ``SEED_FRAMES_PER_ITEM`` seed frames of the same video (the given one first), then
-        restarts from random frames of the whole dataset.
+        restarts from a random frame of the mix (:meth:`random_frame`).
         """
+        dataset = self
         for _ in range(MAX_RANDOM_RESTARTS):
-            video_index, seed_frame = self.locate(frame_index)
-            video = self.videos[video_index]
-            for _ in range(SEED_FRAMES_PER_ITEM):
-                clip = self._try_clip(video_index, seed_frame, rng)
-                if clip is not None:
-                    return clip
-                seed_frame = int(rng.integers(len(video.frames)))
-            frame_index = int(rng.integers(self.num_frames))
-        raise RuntimeError(
-            f"dataset {self.name}: no clip with an object in its first frame after "
-            f"{MAX_RANDOM_RESTARTS * SEED_FRAMES_PER_ITEM} seed frames; are the masks empty?"
+            clip = dataset._clip_from_video(frame_index, rng)
+            if clip is not None:
+                return clip
+            dataset, frame_index = self.random_frame(rng)
+        names = ", ".join(f"data.datasets.{d.name} ({d.videos[0].mask_paths[0].parent.parent})" for d in self.mix)
+        raise InputError(
+            f"no clip with an object in its first frame after {MAX_RANDOM_RESTARTS * SEED_FRAMES_PER_ITEM} "
+            f"seed frames of {names}: are the masks empty?"
         )
+
+    def _clip_from_video(self, frame_index: int, rng: np.random.Generator) -> Optional[Clip]:
+        """A clip from the video of ``frame_index``, seeded there or at up to ``SEED_FRAMES_PER_ITEM - 1``
+        random frames of the video; None when none has an object in its first frame."""
+        video_index, seed_frame = self.locate(frame_index)
+        for _ in range(SEED_FRAMES_PER_ITEM):
+            clip = self._try_clip(video_index, seed_frame, rng)
+            if clip is not None:
+                return clip
+            seed_frame = int(rng.integers(len(self.videos[video_index].frames)))
+        return None
 
     def _try_clip(self, video_index: int, seed_frame: int, rng: np.random.Generator) -> Optional[Clip]:
         video = self.videos[video_index]

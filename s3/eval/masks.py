@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from s3.data.frames import in_frame_order
 from s3.data.palette import VOID_LABEL, MaskFileError
 
 
 def list_mask_frames(folder: Path) -> list[Path]:
-    """The ``*.png`` files of a sequence folder, in frame order (sorted by name)."""
+    """The ``*.png`` files of a sequence folder, in frame order (``s3.data.frames``: 2 before 10)."""
     if not folder.is_dir():
         raise MaskFileError(f"{folder}: folder not found")
-    frames = sorted(folder.glob("*.png"))
+    frames = in_frame_order(folder.glob("*.png"))
     if not frames:
         raise MaskFileError(f"{folder}: no .png masks in this folder")
     return frames

@@ -19,25 +19,28 @@ def overlay(image: np.ndarray, id_mask: np.ndarray, alpha: float = OVERLAY_ALPHA
     are unchanged, object pixels are blended with the object's palette colour (ids taken modulo 256)."""
     if image.shape[:2] != id_mask.shape:
         raise ValueError(f"overlay: image {image.shape[:2]} and mask {id_mask.shape} sizes differ")
-    colours = davis_palette()[np.asarray(id_mask) % 256].astype(np.float32)
+    colours = davis_palette()[np.asarray(id_mask).astype(np.int64) % 256].astype(np.float32)  # any int dtype
     blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
     out = np.where((id_mask != 0)[..., None], blended, image.astype(np.float32))
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 class OverlayWriter:
-    """Writes ``<folder>/<frame>.jpg`` overlays and ``<folder>.mp4`` for one video."""
+    """Writes ``<folder>/<frame>.jpg`` overlays (unless ``save_images`` is false) and ``<folder>.mp4``
+    for one video."""
 
-    def __init__(self, folder: Path, fps: float = 10.0) -> None:
+    def __init__(self, folder: Path, fps: float = 10.0, save_images: bool = True) -> None:
         self.folder = folder
         self.fps = fps
+        self.save_images = save_images
         self.video: Optional[cv2.VideoWriter] = None
-        folder.mkdir(parents=True, exist_ok=True)
+        (folder if save_images else folder.parent).mkdir(parents=True, exist_ok=True)
 
     def add(self, frame_name: str, image: np.ndarray, id_mask: np.ndarray) -> None:
         """image (H, W, 3) uint8 RGB at the mask's size; id_mask (H, W)."""
         bgr = cv2.cvtColor(overlay(image, id_mask), cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(self.folder / f"{frame_name}.jpg"), bgr)
+        if self.save_images:
+            cv2.imwrite(str(self.folder / f"{frame_name}.jpg"), bgr)
         if self.video is None:
             height, width = bgr.shape[:2]
             path = self.folder.with_suffix(".mp4")

@@ -16,14 +16,16 @@ Segments are separate tensors, so a permanent write can never land in the wrong 
 
 Bounds per bucket (``HW`` = tokens per frame): working <= (max_mem_frames - 1) * HW tokens, long-term
 <= max_num_tokens. Without long-term memory, the oldest working frame is dropped when the working
-memory would exceed ``max_mem_frames - 1`` frames. With it, when the working memory exceeds
-``long_term.max_mem_frames - 1`` frames, all but the newest ``long_term.min_mem_frames - 1`` frames
-are consolidated: the ``num_prototypes`` most used tokens (per batch element) become prototype keys,
-and their values and shrinkage are read out of the consolidated tokens with a full softmax.
-Before prototypes are added to a full long-term memory, it keeps only its most used tokens
+memory would exceed ``max_mem_frames - 1`` frames. With it (the authors' code's boundaries), as soon
+as the working memory reaches ``long_term.max_mem_frames - 1`` frames, all but the newest
+``long_term.min_mem_frames - 1`` frames are consolidated: the ``num_prototypes`` most used tokens
+(per batch element) become prototype keys, and their values and shrinkage are read out of the
+consolidated tokens with a full softmax. Before that, a long-term memory that has reached
+``max_num_tokens - num_prototypes`` tokens keeps only its most used ones
 (``max_num_tokens - num_prototypes - buffer_tokens``).
 
-Usage of a token = summed top-k affinity it received over reads / number of reads it was part of.
+Usage of a token = summed top-k affinity it received over reads / number of reads it was part of;
+a new prototype starts unused (0), as in the authors' code.
 """
 
 from __future__ import annotations
@@ -211,10 +213,11 @@ class PixelMemory:
     def _bound_working_memory(self, bucket: MemoryBucket) -> None:
         assert bucket.working is not None
         limit = self._max_working_frames() * self.tokens_per_frame
-        if bucket.working.size <= limit:
-            return
         if not self.config.use_long_term:
-            bucket.working = bucket.working.slice(bucket.working.size - limit)
+            if bucket.working.size > limit:
+                bucket.working = bucket.working.slice(bucket.working.size - limit)
+            return
+        if bucket.working.size < limit:
             return
         keep = (self.config.long_term.min_mem_frames - 1) * self.tokens_per_frame
         split = bucket.working.size - keep
@@ -238,11 +241,11 @@ class PixelMemory:
             key=prototype_key,
             shrinkage=prototype_shrinkage,
             values=prototype_values.to(candidates.values.dtype),
-            use_count=_gather_tokens(usage, chosen),  # a prototype starts with its source token's usage
-            life_count=torch.ones_like(chosen, dtype=usage.dtype),
+            use_count=torch.zeros_like(chosen, dtype=usage.dtype),  # a prototype starts unused
+            life_count=torch.zeros_like(chosen, dtype=usage.dtype),
         )
         long_term = bucket.long_term
-        if long_term is not None and long_term.size + num_prototypes > lt.max_num_tokens:
+        if long_term is not None and long_term.size >= lt.max_num_tokens - num_prototypes:
             keep = max(lt.max_num_tokens - num_prototypes - lt.buffer_tokens, 0)
             kept = torch.topk(long_term.normalised_usage(), k=min(keep, long_term.size), dim=-1).indices
             long_term = long_term.gather(kept.sort(dim=-1).values)

@@ -2,12 +2,16 @@
 
 Per frame (``t`` counts calls to ``step``):
 
-1. the frame is downscaled so that its shorter side is at most ``max_internal_size`` and padded to
-   ``model.pad_multiple`` (with ``flip_aug``, the horizontally flipped copy joins the batch);
+1. the frame is downscaled so that its shorter side is at most ``max_internal_size`` (the longer
+   side truncated, as torchvision's ``Resize``; bilinear, antialiased; a given index mask
+   nearest-neighbour, so it stays binary) and padded to ``model.pad_multiple`` (with ``flip_aug``,
+   the horizontally flipped copy joins the batch); every frame of a video must have one size;
 2. tracked objects are segmented from memory, unless a given mask covers all of them: top-k pixel
    memory readout, pixel fusion with the sensory memory and the last mask, the query transformer
-   with the object memory, then the decoder (the sensory memory is updated at staggered offsets
-   after each memory frame, and on every frame while a memory frame is overdue);
+   with the object memory (both per group of objects, ``object_groups``: by default the objects
+   first given on the same frame, as in the authors' code), then the decoder over every object
+   (the sensory memory is updated at staggered offsets after each memory frame, and on every frame
+   while a memory frame is overdue);
 3. a given mask is merged in: brand-new ids get new channels, given objects replace their
    prediction, and every other object's probability is zeroed where the given mask is foreground;
 4. the frame is memorised when a mask was given, or ``mem_every`` frames after the last memory
@@ -40,11 +44,11 @@ from s3.inference.object_manager import ObjectManager
 from s3.inference.object_memory import ObjectSummaryStore, SensoryStore
 from s3.model.aggregation import soft_aggregate
 from s3.model.network import ImageFeatures, S3Network
+from s3.model.padding import pad_to_multiple, unpad
 from s3.model.precision import autocast, autocast_dtype
 
 # Settings fixed for the whole video: the memories hold flipped views, padded frames and usage counts.
 FIXED_PER_VIDEO = ("flip_aug", "max_internal_size", "use_long_term")
-from s3.model.padding import pad_to_multiple, unpad
 
 
 @dataclass
@@ -77,12 +81,13 @@ def sensory_update_offsets(mem_every: int, stagger_updates: int) -> frozenset[in
 
 
 def internal_size(height: int, width: int, max_size: int) -> tuple[int, int]:
-    """The processing size: the shorter side downscaled to ``max_size`` (never upscaled; -1: off)."""
+    """The processing size: the shorter side downscaled to ``max_size``, the longer one to
+    ``int(max_size * longer / shorter)`` as torchvision's ``Resize`` (the authors' evaluation);
+    never upscaled; -1: off."""
     shorter = min(height, width)
     if max_size <= 0 or shorter <= max_size:
         return height, width
-    scale = max_size / shorter
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    return max(1, int(max_size * height / shorter)), max(1, int(max_size * width / shorter))
 
 
 def masks_from_input(
@@ -129,6 +134,7 @@ class VideoProcessor:
         self.frame_index = -1
         self.last_memory_index = 0
         self.last_mask: Optional[Tensor] = None  # (V, K, H', W'), V = 2 with flip_aug else 1
+        self.frame_size: Optional[tuple[int, int]] = None  # (H, W) of the video's frames
         self.padded_size: Optional[tuple[int, int]] = None
         self._pads = (0, 0, 0, 0)  # (left, right, top, bottom) of the video's frames
 
@@ -181,14 +187,15 @@ class VideoProcessor:
     ) -> FramePrediction:
         """Process the next frame.
 
-        image: (3, H, W) RGB, float in [0, 1] or uint8. mask: None, an index mask (H, W) of object
-        ids, or per-object soft masks (n, H, W) with ``objects`` naming them. ``end``: the last
-        frame (never memorised). ``permanent``: memorise this frame permanently (with a mask only).
+        image: (3, H, W) RGB, float in [0, 1] or uint8, the size of the video's first frame. mask:
+        None, an index mask (H, W) of object ids (resized nearest-neighbour), or per-object soft masks
+        (n, H, W) with ``objects`` naming them (resized bilinearly). ``end``: the last frame (never
+        memorised). ``permanent``: memorise this frame permanently (with a mask only).
         Returns the probabilities (K+1, H, W) of all objects tracked after this frame.
         """
-        self.frame_index += 1
         image = self._check_image(image)
         height, width = image.shape[-2:]
+        self.frame_index += 1
         given: Optional[Tensor] = None
         given_ids: list[int] = []
         if mask is not None:
@@ -196,7 +203,7 @@ class VideoProcessor:
         size = internal_size(height, width, self.config.max_internal_size)
         image = self._prepare(image.unsqueeze(0), size)[0]
         if given is not None:
-            given = self._prepare(given.unsqueeze(0), size)[0]
+            given = self._prepare(given.unsqueeze(0), size, nearest=mask is not None and mask.dim() == 2)[0]
         views = torch.stack([image, image.flip(-1)]) if self.config.flip_aug else image.unsqueeze(0)
 
         with autocast(self.device, self._amp_dtype):
@@ -237,23 +244,31 @@ class VideoProcessor:
     def _check_image(self, image: Tensor) -> Tensor:
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"VideoProcessor.step: image must be (3, H, W), got {tuple(image.shape)}")
+        size = (image.shape[1], image.shape[2])
+        if self.frame_size is None:
+            self.frame_size = size
+        elif size != self.frame_size:
+            raise ValueError(
+                f"VideoProcessor.step: frame size changed within the video ({size[0]}x{size[1]} after "
+                f"{self.frame_size[0]}x{self.frame_size[1]}); resize the frames or call clear_memory() first"
+            )
         if image.dtype == torch.uint8:
             image = image.float() / 255
         elif not image.is_floating_point():
             raise ValueError(f"VideoProcessor.step: image must be float in [0, 1] or uint8, got {image.dtype}")
         return image.to(self.device, torch.float32)
 
-    def _prepare(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        """Resize (1, C, H, W) to ``size`` (bilinear, antialiased; masks become soft) and pad; the first
-        call fixes the padded size of the video."""
+    def _prepare(self, x: Tensor, size: tuple[int, int], nearest: bool = False) -> Tensor:
+        """Resize (1, C, H, W) to ``size`` (bilinear, antialiased; ``nearest``: nearest-neighbour with
+        pixel centres aligned, as PIL's, for binary masks) and pad; the first call fixes the padding."""
         if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            if nearest:
+                x = F.interpolate(x, size=size, mode="nearest-exact")
+            else:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         x, pads = pad_to_multiple(x, self.network.cfg.pad_multiple)
-        padded = tuple(x.shape[-2:])
         if self.padded_size is None:
-            self.padded_size, self._pads = padded, pads
-        elif padded != self.padded_size:
-            raise ValueError(f"VideoProcessor.step: frame size changed within the video ({padded} != {self.padded_size})")
+            self.padded_size, self._pads = tuple(x.shape[-2:]), pads
         return x
 
     def _segment(self, features: ImageFeatures, key: Tensor, selection: Tensor) -> Tensor:
@@ -266,18 +281,60 @@ class VideoProcessor:
         assert self.last_mask is not None
         offset = self.frame_index - self.last_memory_index
         update_sensory = offset in self.sensory_offsets or offset > cfg.mem_every
-        out = self.network.segment_frame(
-            features,
-            readout,
-            self.sensory.read(ids),
-            self.last_mask,
-            self.summaries.read(ids),
-            chunk_size=cfg.chunk_size,
-            update_sensory=update_sensory,
-        )
+        sensory, summaries = self.sensory.read(ids), self.summaries.read(ids)
+        groups = self._object_groups()
+        if len(groups) == 1:
+            out = self.network.segment_frame(
+                features, readout, sensory, self.last_mask, summaries,
+                chunk_size=cfg.chunk_size, update_sensory=update_sensory,
+            )
+            new_sensory, prob = out.sensory, out.prob
+        else:
+            assert readout is not None and summaries is not None  # a memory bucket exists
+            new_sensory, prob = self._segment_by_group(groups, features, readout, sensory, summaries, update_sensory)
         if update_sensory:
-            self.sensory.write(out.sensory, ids)
-        return out.prob.float()
+            self.sensory.write(new_sensory, ids)
+        return prob.float()
+
+    def _object_groups(self) -> list[list[int]]:
+        """Channel positions of the objects that go through pixel fusion and the query transformer
+        together: every object (``object_groups="all"``), or the objects of each memory bucket (first
+        given on the same frame) and those not memorised yet, each a group."""
+        ids = self.objects.ids
+        if self.config.object_groups == "all":
+            return [list(range(len(ids)))]
+        position = {obj: i for i, obj in enumerate(ids)}
+        groups = [[position[obj] for obj in bucket.object_ids] for bucket in self.memory.buckets]
+        grouped = {i for group in groups for i in group}
+        groups.append([i for i in range(len(ids)) if i not in grouped])
+        return [group for group in groups if group]
+
+    def _segment_by_group(
+        self,
+        groups: list[list[int]],
+        features: ImageFeatures,
+        readout: Tensor,
+        sensory: Tensor,
+        summaries: Tensor,
+        update_sensory: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """The per-frame step with pixel fusion and the query transformer run per group (channel
+        positions), the decoder over every object. readout (V, K, CV, h, w), sensory (V, K, S, h, w),
+        summaries (V, K, 1, Q, CV+1) -> sensory (V, K, S, h, w), prob (V, K+1, H', W')."""
+        net, chunk_size = self.network, self.config.chunk_size
+        assert self.last_mask is not None
+        parts = []
+        for group in groups:
+            fused = net.fuse_pixel_readout(
+                features.pix_feat, readout[:, group], sensory[:, group], self.last_mask[:, group], chunk_size
+            )
+            parts.append(net.read_object_queries(fused, summaries[:, group])[0])
+        order = torch.tensor([i for group in groups for i in group], device=readout.device)
+        pixel = torch.cat(parts, dim=1)[:, torch.argsort(order)]
+        new_sensory, _, prob = net.decode(
+            features, pixel, sensory, chunk_size=chunk_size, update_sensory=update_sensory
+        )
+        return new_sensory, prob
 
     def _merge_views(self, prob: Tensor) -> Tensor:
         """(V, K+1, H', W') -> (K+1, H', W'): the flipped view is flipped back and averaged in."""

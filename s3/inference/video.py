@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Protocol, Union
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from s3.data.frames import IMAGE_SUFFIXES, list_frames
+from s3.data.frames import IMAGE_SUFFIXES, FrameFileError, list_frames, read_rgb
 from s3.inference.processor import FramePrediction
+
 
 class FrameSource(Protocol):
     """Random access to the RGB frames of one video."""
@@ -34,22 +34,14 @@ class FrameSource(Protocol):
         ...
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{path}: cannot read the image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 class ImageFolder:
-    """The image files of a folder, in sorted file-name order."""
+    """The image files of a folder, in frame order (``s3.data.frames``: ``2.jpg`` before ``10.jpg``)."""
 
     def __init__(self, folder: Union[str, Path]) -> None:
         folder = Path(folder)
         self.paths = list_frames(folder) if folder.is_dir() else []
         if not self.paths:
-            raise ValueError(f"{folder}: no image frames ({', '.join(IMAGE_SUFFIXES)}) found")
+            raise FrameFileError(f"{folder}: no image frames ({', '.join(IMAGE_SUFFIXES)}) found")
         self.names = [p.stem for p in self.paths]
 
     def __len__(self) -> int:
@@ -63,13 +55,15 @@ class VideoFile:
     """The frames of a video file decoded with OpenCV; reading in order avoids seeking."""
 
     def __init__(self, path: Union[str, Path]) -> None:
+        import cv2  # OpenCV is loaded by the jobs that read video files only
+
         self.path = Path(path)
         self.capture = cv2.VideoCapture(str(self.path))
         if not self.capture.isOpened():
-            raise ValueError(f"{self.path}: OpenCV cannot open this video")
+            raise FrameFileError(f"{self.path}: OpenCV cannot open this video")
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
         if count <= 0:
-            raise ValueError(f"{self.path}: the video reports no frames")
+            raise FrameFileError(f"{self.path}: the video reports no frames")
         self.names = [f"{i:07d}" for i in range(count)]
         self._next = 0
 
@@ -77,13 +71,15 @@ class VideoFile:
         return len(self.names)
 
     def __getitem__(self, index: int) -> np.ndarray:
+        import cv2
+
         if not 0 <= index < len(self):
             raise IndexError(f"{self.path}: frame {index} is out of range (0..{len(self) - 1})")
         if index != self._next:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, bgr = self.capture.read()
         if not ok:
-            raise ValueError(f"{self.path}: cannot decode frame {index}")
+            raise FrameFileError(f"{self.path}: cannot decode frame {index} (truncated file?)")
         self._next = index + 1
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -95,7 +91,7 @@ def open_frames(path: Union[str, Path]) -> FrameSource:
         return ImageFolder(path)
     if path.is_file():
         return VideoFile(path)
-    raise ValueError(f"{path}: no such frame folder or video file")
+    raise FrameFileError(f"{path}: no such frame folder or video file")
 
 
 def image_to_tensor(rgb: np.ndarray) -> Tensor:

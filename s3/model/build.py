@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from s3.config.model import ModelConfig
-from s3.model.backbone.vit import FrozenViT
-from s3.model.backbone.vit_weights import load_vit_weights
 from s3.model.network import S3Network
 from s3.model.weights import load_network_weights, read_state_dict
 
@@ -16,7 +14,9 @@ def build_network(cfg: ModelConfig) -> S3Network:
     network = S3Network(cfg)
     vit = getattr(network.pixel_encoder, "vit", None)
     vit_loaded = False
-    if cfg.backbone.weights and isinstance(vit, FrozenViT):
+    if cfg.backbone.weights and vit is not None:
+        from s3.model.backbone.vit_weights import load_vit_weights  # with the ViT: timm is loaded only when built
+
         load_vit_weights(vit, cfg.backbone.weights, cfg.backbone.weights_format)
         vit_loaded = True
     if cfg.mask_encoder_weights:

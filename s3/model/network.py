@@ -20,7 +20,7 @@ ImageNet normalisation happens inside.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +29,7 @@ from torch import Tensor, nn
 from s3.config.model import ModelConfig
 from s3.model.aggregation import others_mask, soft_aggregate
 from s3.model.aux_computer import AuxComputer
-from s3.model.backbone.vit import FrozenViT
 from s3.model.decoder import MaskDecoder
-from s3.model.encoder.resnet50 import ResNet50Encoder
-from s3.model.encoder.s3_encoder import S3Encoder
-from s3.model.encoder.vitdet_fpn import ViTDetFPNEncoder
 from s3.model.memory.key_projection import KeyProjection
 from s3.model.memory.mask_encoder import MaskEncoder
 from s3.model.memory.pixel_fuser import PixelFuser
@@ -41,11 +37,19 @@ from s3.model.memory.readout import affinity_from_similarity, anisotropic_l2_sim
 from s3.model.memory.summarizer import ObjectSummarizer
 from s3.model.query.transformer import QueryTransformer
 
+if TYPE_CHECKING:
+    from s3.model.backbone.vit import FrozenViT
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# Each pixel encoder's module is imported when it is built: the ViT needs timm, ResNet-50 torchvision.
+
+
 def build_vit(cfg: ModelConfig) -> FrozenViT:
+    from s3.model.backbone.vit import FrozenViT
+
     b = cfg.backbone
     return FrozenViT(
         embed_dim=b.embed_dim,
@@ -58,6 +62,8 @@ def build_vit(cfg: ModelConfig) -> FrozenViT:
 
 
 def _build_s3_encoder(cfg: ModelConfig) -> nn.Module:
+    from s3.model.encoder.s3_encoder import S3Encoder
+
     e = cfg.encoder
     return S3Encoder(
         build_vit(cfg),
@@ -75,10 +81,14 @@ def _build_s3_encoder(cfg: ModelConfig) -> nn.Module:
 
 
 def _build_vitdet_fpn(cfg: ModelConfig) -> nn.Module:
+    from s3.model.encoder.vitdet_fpn import ViTDetFPNEncoder
+
     return ViTDetFPNEncoder(build_vit(cfg), out_dim=cfg.encoder.fpn_dim)
 
 
 def _build_resnet50(cfg: ModelConfig) -> nn.Module:
+    from s3.model.encoder.resnet50 import ResNet50Encoder
+
     return ResNet50Encoder()
 
 
@@ -119,7 +129,9 @@ class S3Network(nn.Module):
         c16, c8, c4 = self.pixel_encoder.out_channels
         self.pix_feat_proj = nn.Conv2d(c16, cfg.pixel_dim, 1)
         self.key_proj = KeyProjection(c16, cfg.pixel_dim, cfg.key_dim)
-        self.mask_encoder = MaskEncoder(cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim, deep_update=True)
+        self.mask_encoder = MaskEncoder(
+            cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim, deep_update=True, width=cfg.mask_encoder_width
+        )
         self.mask_decoder = MaskDecoder(c8, c4, cfg.embed_dim, cfg.sensory_dim, tuple(cfg.decoder_dims))
         self.pixel_fuser = PixelFuser(cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim)
         q = cfg.query
@@ -137,6 +149,9 @@ class S3Network(nn.Module):
         self.aux_computer = AuxComputer(cfg.pixel_dim, cfg.sensory_dim)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # Convolution weights are stored channels-last (NHWC), the layout oneDNN and cuDNN run fastest,
+        # so every feature map comes out channels-last; names, shapes and values are unchanged.
+        self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ image side
     def normalize(self, image: Tensor) -> Tensor:

@@ -31,3 +31,15 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> contextlib.A
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the matrix products on ``x``'s device run in: autocast's when it is on, else ``x.dtype``.
+
+    Feature maps and token streams that only feed such products (and cheap elementwise steps) are
+    kept in it, so that autocast does not convert them back and forth at every layer.
+    """
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype

@@ -13,6 +13,7 @@ the rest (``vit_module`` -> ``vit``, ``interactions`` -> ``blocks``, ``extractor
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -22,12 +23,27 @@ from typing import Any, Callable, Union
 import torch
 from torch import Tensor, nn
 
+from s3.config.validation import InputError, first_line
+
 # Containers that checkpoint files commonly wrap their weights in, tried in this order.
 _CONTAINER_KEYS = ("model", "state_dict", "weights", "network")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or does not fit the model."""
+class CheckpointError(InputError):
+    """A checkpoint file is missing, unreadable, holds NaN/inf, or does not fit the model."""
+
+
+def load_file(file: Path, key: str) -> Any:
+    """``torch.load(file, weights_only=True)`` on the CPU; a missing, empty or unreadable (truncated,
+    foreign) file is a CheckpointError naming ``key`` and the file."""
+    if not file.is_file():
+        raise CheckpointError(f"{key}: file not found: {file}")
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"{key}: {file} is empty (0 bytes); an interrupted copy or save? use another file")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, non-tensor payloads
+        raise CheckpointError(f"{key}: cannot read {file} (truncated or not a torch file?): {first_line(err)}") from err
 
 
 def read_state_dict(path: str | None, key: str) -> dict[str, Tensor]:
@@ -39,12 +55,7 @@ def read_state_dict(path: str | None, key: str) -> dict[str, Tensor]:
     if not path:
         raise CheckpointError(f"{key}: no file given")
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise CheckpointError(f"{key}: file not found: {file}")
-    try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, non-tensor payloads
-        raise CheckpointError(f"{key}: cannot read {file}: {str(err).splitlines()[0]}") from err
+    obj = load_file(file, key)
     while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
         inner = next((obj[k] for k in _CONTAINER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
         if inner is None:
@@ -52,7 +63,30 @@ def read_state_dict(path: str | None, key: str) -> dict[str, Tensor]:
         obj = inner
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{key}: {file} holds a {type(obj).__name__}, not a state dict")
+    check_finite(obj, f"{key}: {file}")
     return dict(obj)
+
+
+def check_finite(state_dict: Mapping[str, Any], source: str) -> None:
+    """Raise CheckpointError naming ``source`` and the first tensors that hold NaN or inf (a
+    diverged run's weights would otherwise segment every frame as background without a word)."""
+    bad = [
+        name for name, value in state_dict.items()
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise CheckpointError(f"{source} holds NaN or inf values in {_first(bad)}; the run that wrote it diverged")
+
+
+def state_fingerprint(module: nn.Module) -> str:
+    """SHA-256 (hex) of every entry of ``module.state_dict()``: names, dtypes, shapes and bytes. Equal
+    fingerprints mean equal weights, wherever the weights were read from."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _is_tensor_dict(obj: Mapping) -> bool:

@@ -19,6 +19,10 @@ from s3.config.validation import ConfigError
 from s3.inference.processor import VideoProcessor
 from s3.model.build import build_network
 from s3.model.network import S3Network
+from s3.stma.build import build_stma_network
+from s3.stma.clip_model import STMAClipModel
+from s3.stma.network import STMANetwork
+from s3.stma.processor import STMAVideoProcessor
 from s3.train.recurrent import RecurrentClipModel
 
 
@@ -37,6 +41,10 @@ def _s3_clip_model(network: nn.Module, stage: StageConfig) -> nn.Module:
     return RecurrentClipModel(network, stage.num_ref_frames, stage.deep_update_prob)
 
 
+def _stma_clip_model(network: nn.Module, stage: StageConfig) -> nn.Module:
+    return STMAClipModel(network, stage.num_ref_frames)
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "s3": Architecture(
         name="s3",
@@ -44,6 +52,13 @@ ARCHITECTURES: dict[str, Architecture] = {
         build_network=build_network,
         clip_model=_s3_clip_model,
         processor=VideoProcessor,
+    ),
+    "stma": Architecture(
+        name="stma",
+        new_network=STMANetwork,
+        build_network=build_stma_network,
+        clip_model=_stma_clip_model,
+        processor=STMAVideoProcessor,
     ),
 }
 

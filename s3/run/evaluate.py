@@ -9,22 +9,28 @@ Run folder (``output_dir``)::
     Scores/<video>/<frame>.npz         save_scores=true (see s3.eval.ensemble)
     Visualizations/<video>/, <video>.mp4   visualize=true
     progress/<video>.done              finished videos (an interrupted run resumes after them)
-    run_settings.json                  the resolved settings; resuming with other settings is refused
+    run_settings.json                  every setting that changes the outputs, with a fingerprint of the
+                                       network's weights; resuming with other settings is refused
     run_summary.json                   frames, FPS and peak memory of the last run over this folder
     report.html                        scored runs: the HTML report (s3.eval.report)
     <exp_id>_<dataset>.zip | predictions.json, global_results-<dataset>.csv, ...
 
 With ``torchrun``, process ``rank`` takes videos ``rank, rank + world, ...``; rank 0 waits for the
 others and then packages and scores.
+
+The output folder may not be, contain or lie inside any folder or file the preset reads
+(:func:`check_output_location`): predictions never overwrite or mix with the dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -41,12 +47,15 @@ from tqdm import tqdm
 from s3.config import to_model_config
 from s3.config.eval import EvalConfig, Protocol, to_eval_config
 from s3.config.inference import InferenceConfig
-from s3.eval.datasets import EvalVideo, check_new_objects, list_videos
+from s3.config.validation import InputError, InputWarning, first_line
+from s3.data.frames import read_rgb
+from s3.eval.datasets import DatasetError, EvalVideo, check_new_objects, input_folders, list_videos, same_aspect
 from s3.eval.ensemble import SCORES_DIR, save_frame_scores
 from s3.eval.report import write_report
 from s3.eval.submission import burst_segmentations, make_zip, write_burst_predictions, write_prediction
 from s3.eval.visualize import OverlayWriter
-from s3.inference.video import image_to_tensor, read_rgb
+from s3.inference.video import image_to_tensor
+from s3.model.weights import state_fingerprint
 from s3.run.architectures import build_model, make_processor
 from s3.run.runtime import process_runtime
 from s3.train.distributed import DistributedContext
@@ -55,8 +64,8 @@ SETTINGS_FILE = "run_settings.json"
 SUMMARY_FILE = "run_summary.json"
 
 
-class RunFolderError(ValueError):
-    """The output folder holds a run that cannot be resumed with these settings."""
+class RunFolderError(InputError):
+    """The output folder overlaps the dataset, or holds a run that cannot be resumed with these settings."""
 
 
 @dataclass
@@ -123,20 +132,61 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _settings(cfg: EvalConfig, protocol: Protocol, inference: InferenceConfig, model_cfg: Any) -> dict[str, Any]:
+def check_output_location(run_dir: Path, inputs: dict[str, Path]) -> None:
+    """Refuse an output folder that is, contains or lies inside an input folder or file (``inputs``:
+    key -> path): the written ``Annotations/`` would overwrite or mix with the dataset."""
+    out = run_dir.expanduser().resolve()
+    for key, path in inputs.items():
+        source = path.expanduser().resolve()
+        if out == source or out in source.parents or source in out.parents:
+            relation = "is" if out == source else "contains" if out in source.parents else "lies inside"
+            raise RunFolderError(
+                f"output_dir={run_dir}: {relation} the input {source} ({key}); predictions would overwrite or "
+                "mix with the dataset: choose an output_dir outside it"
+            )
+
+
+def run_settings(
+    cfg: EvalConfig, protocol: Protocol, inference: InferenceConfig, model_cfg: Any, network: nn.Module
+) -> dict[str, Any]:
+    """Every setting that changes what a run writes, and a fingerprint of the network's weights (a
+    checkpoint retrained in place keeps its path, not its fingerprint)."""
     return {
         "dataset": cfg.dataset.name,
         "model": model_cfg.name,
         "weights": cfg.weights,
+        "weights_fingerprint": state_fingerprint(network),
         "protocol": protocol.as_dict(),
         "inference": dataclasses.asdict(inference),
+        "dataset_config": dataclasses.asdict(cfg.dataset),
+        "model_config": dataclasses.asdict(model_cfg),
+        "outputs": {"save_scores": cfg.save_scores, "visualize": cfg.visualize},
     }
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    try:
+        settings = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFolderError(
+            f"{path}: unreadable ({first_line(err)}); set resume=false to start this run over, or another output_dir"
+        ) from None
+    if not isinstance(settings, dict):
+        raise RunFolderError(f"{path}: not a settings file; set resume=false to start this run over")
+    return settings
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def _prepare_run_dir(run_dir: Path, settings: dict[str, Any], resume: bool) -> None:
     path = run_dir / SETTINGS_FILE
     if resume and path.is_file():
-        previous = json.loads(path.read_text())
+        previous = _read_settings(path)
         if previous != settings:
             changed = sorted(k for k in settings if previous.get(k) != settings[k])
             raise RunFolderError(
@@ -146,11 +196,11 @@ def _prepare_run_dir(run_dir: Path, settings: dict[str, Any], resume: bool) -> N
     if not resume:
         shutil.rmtree(run_dir / "progress", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    _write_atomically(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
-def _done_marker(run_dir: Path, video: EvalVideo) -> Path:
-    return run_dir / "progress" / f"{video.name}.done"
+def _done_marker(run_dir: Path, video_name: str) -> Path:
+    return run_dir / "progress" / f"{video_name}.done"
 
 
 def _resize_probabilities(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -176,19 +226,26 @@ def evaluate_video(
     model_seconds = 0.0
     start = time.perf_counter()
     last = len(video.frames) - 1
+    frame_size: Optional[tuple[int, int]] = None
     for n, frame_path in enumerate(video.frames):
         name = frame_path.stem
         rgb = read_rgb(frame_path)
-        mask = video.input_mask(name)
+        frame_size = _check_frame_size(video, frame_path, rgb.shape[:2], frame_size)
+        mask = video.input_mask(name, frame_size)
         mask_tensor = None
         if mask is not None:
-            if mask.shape != rgb.shape[:2]:
-                mask = cv2.resize(mask.astype(np.int32), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
             ids = [int(i) for i in np.unique(mask) if i != 0]
+            if not ids and not seen:
+                void = video.void_label
+                hint = f" (void {void} is not one; dataset.void_label=null makes it one)" if void is not None else ""
+                warnings.warn(InputWarning(
+                    f"{video.mask_location(name)}: the first mask of video {video.name} holds no object{hint}; "
+                    "nothing is tracked until a mask adds one"
+                ))
             if protocol.use_all_masks:
                 check_new_objects(video, name, ids, seen)
             seen.update(ids)
-            mask_tensor = torch.from_numpy(mask.astype(np.int64))
+            mask_tensor = torch.from_numpy(mask)
         _sync(device)
         tic = time.perf_counter()
         prediction = processor.step(image_to_tensor(rgb), mask_tensor, end=n == last)
@@ -216,10 +273,31 @@ def evaluate_video(
         path = run_dir / "burst" / f"{video.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(segmentations))
-    marker = _done_marker(run_dir, video)
+    marker = _done_marker(run_dir, video.name)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     return VideoStats(len(video.frames), model_seconds, time.perf_counter() - start)
+
+
+def _check_frame_size(
+    video: EvalVideo, frame_path: Path, size: tuple[int, int], first: Optional[tuple[int, int]]
+) -> tuple[int, int]:
+    """The video's frame size: ``size`` of its first frame (whose aspect ratio the written size must
+    share); every later frame must have it."""
+    size = (int(size[0]), int(size[1]))
+    if first is None:
+        if not same_aspect(size, video.output_size):
+            raise DatasetError(
+                f"{frame_path}: frame size {size[1]}x{size[0]} and the written size {video.output_size[1]}x"
+                f"{video.output_size[0]} (dataset.output_size_dir) differ in aspect ratio"
+            )
+        return size
+    if size != first:
+        raise DatasetError(
+            f"{frame_path}: frame size {size[1]}x{size[0]} differs from the first frame of video {video.name} "
+            f"({first[1]}x{first[0]}); every frame of a video must have one size"
+        )
+    return first
 
 
 def _peak_memory(device: torch.device) -> tuple[float, str]:
@@ -243,12 +321,22 @@ def _gather(report: RunReport, world: int, device: torch.device) -> None:
     report.peak_memory_mib = peak.item()
 
 
+def _read_video_predictions(run_dir: Path, video: str) -> Any:
+    path = run_dir / "burst" / f"{video}.json"
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError) as err:
+        raise RunFolderError(
+            f"{path}: unreadable ({first_line(err)}); delete {_done_marker(run_dir, video)} and resume"
+        ) from None
+
+
 def _finalise(cfg: EvalConfig, videos: list[EvalVideo], run_dir: Path, report: RunReport) -> None:
     dataset = cfg.dataset
     names = [v.name for v in videos]
     if dataset.submission == "burst_json":
         assert dataset.burst_json is not None
-        per_video = {n: json.loads((run_dir / "burst" / f"{n}.json").read_text()) for n in names}
+        per_video = {n: _read_video_predictions(run_dir, n) for n in names}
         template = Path(dataset.burst_json)
         template = template if template.is_absolute() else Path(dataset.root) / template
         report.outputs.append(write_burst_predictions(template, per_video, run_dir / "predictions.json"))
@@ -297,14 +385,16 @@ def run_evaluation(
     ctx = ctx or DistributedContext(rank=0, local_rank=0, world_size=1, device=device)
     protocol = cfg.protocol()
     inference = cfg.inference_config()
+    check_output_location(run_dir, input_folders(cfg.dataset, protocol))
     videos = list_videos(cfg.dataset, protocol)
+    settings = run_settings(cfg, protocol, inference, model_cfg, network)
     if ctx.is_main:
-        _prepare_run_dir(run_dir, _settings(cfg, protocol, inference, model_cfg), cfg.resume)
+        _prepare_run_dir(run_dir, settings, cfg.resume)
     if ctx.is_distributed:
         dist.barrier()
     report = RunReport(run_dir=run_dir, videos_total=len(videos))
     mine = videos[ctx.rank :: ctx.world_size]
-    todo = [v for v in mine if not (cfg.resume and _done_marker(run_dir, v).is_file())]
+    todo = [v for v in mine if not (cfg.resume and _done_marker(run_dir, v.name).is_file())]
     report.videos_skipped = len(mine) - len(todo)
     bar = tqdm(todo, desc=cfg.dataset.name, unit="video", disable=not cfg.progress or not ctx.is_main)
     for video in bar:

@@ -8,6 +8,7 @@ only run in training (auxiliary heads) show no output shape.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,8 @@ class ModelTable:
 def _describe(output: object) -> list[str]:
     if isinstance(output, Tensor):
         return [str(tuple(output.shape))]
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        return [s for f in dataclasses.fields(output) for s in _describe(getattr(output, f.name))]
     if isinstance(output, (list, tuple)):
         return [s for item in output for s in _describe(item)]
     if isinstance(output, dict):

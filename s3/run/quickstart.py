@@ -1,7 +1,8 @@
 """The zero-download quickstart job behind ``scripts/quickstart.py``.
 
 1. Generate the synthetic DAVIS-layout videos (``s3.data.synthetic``) unless they are there.
-2. Train ``s3_tiny`` on their train split with ``recipe=quickstart`` (``s3.train``).
+2. Train the tiny model (``model``: ``s3_tiny`` by default, or ``stma_tiny``) on their train split
+   with its quickstart recipe (``recipes``: ``quickstart``, ``stma_quickstart``) (``s3.train``).
 3. Evaluate the trained weights on the held-out val split with the ``synthetic`` preset
    (``s3.run.evaluate``): palette PNGs, a zip, overlays and mp4s, J&F.
 4. Score the trivial baseline that copies the first-frame mask to every frame with the same scorer.
@@ -12,8 +13,10 @@ checkpoint, and evaluation skips finished videos.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class QuickstartReport:
+    model: str  # the model config trained
     model_jf: float  # J&F-Mean of the trained model on the val videos, in [0, 1]
     baseline_jf: float  # J&F-Mean of copying the first-frame mask
     evaluation: RunReport
@@ -47,7 +51,7 @@ class QuickstartReport:
                 "",
                 f"trained weights: {self.weights}",
                 f"training {self.train_seconds / 60:.1f} min, evaluation {self.eval_seconds / 60:.1f} min",
-                f"J&F on the synthetic val videos: s3_tiny {100 * self.model_jf:.1f}  |  "
+                f"J&F on the synthetic val videos: {self.model} {100 * self.model_jf:.1f}  |  "
                 f"copy-first-frame baseline {100 * self.baseline_jf:.1f}",
             ]
         )
@@ -63,26 +67,31 @@ def _dataset(cfg: QuickstartConfig) -> Path:
     return root
 
 
-def _train(cfg: QuickstartConfig, run_dir: Path) -> Path:
+def _train(cfg: QuickstartConfig, model_overrides: Sequence[str], run_dir: Path) -> Path:
     overrides = [
-        "model=s3_tiny",
+        f"model={cfg.model}",
+        *model_overrides,
         "data=synthetic",
-        "recipe=quickstart",
+        f"recipe={cfg.recipe}",
         f"data.root={cfg.data_root}",
         f"train.run_dir={run_dir}",
-        f"train.stages.0.num_iterations={cfg.iterations}",
         f"train.threads={cfg.threads}",
         f"train.resume={'auto' if cfg.resume else 'none'}",
     ]
+    if cfg.iterations is not None:
+        overrides.append(f"train.stages.0.num_iterations={cfg.iterations}")
     train_from_config(compose("train", overrides))
     return weights_path(run_dir, "main")
 
 
-def _evaluate(cfg: QuickstartConfig, data_root: Path, weights: Path, out: Path) -> RunReport:
+def _evaluate(
+    cfg: QuickstartConfig, model_overrides: Sequence[str], data_root: Path, weights: Path, out: Path
+) -> RunReport:
     composed = compose(
         "eval",
         [
-            "model=s3_tiny",
+            f"model={cfg.model}",
+            *model_overrides,
             "dataset=synthetic",
             f"dataset.root={data_root}",
             "dataset.submission=sequences_at_root",
@@ -106,16 +115,17 @@ def copy_first_frame_baseline(image_dir: Path, mask_dir: Path, videos: list[str]
             write_prediction(out / video / f"{frame.stem}.png", first)
 
 
-def run_quickstart(cfg: QuickstartConfig) -> QuickstartReport:
+def run_quickstart(cfg: QuickstartConfig, model_overrides: Sequence[str] = ()) -> QuickstartReport:
+    """The whole job; ``model_overrides`` (``model.*`` overrides) reach training and evaluation alike."""
     out = Path(cfg.output_dir)
     data_root = _dataset(cfg)
 
     start = time.perf_counter()
-    weights = _train(cfg, out / "train")
+    weights = _train(cfg, model_overrides, out / "train")
     train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    evaluation = _evaluate(cfg, data_root, weights, out / "eval")
+    evaluation = _evaluate(cfg, model_overrides, data_root, weights, out / "eval")
     eval_seconds = time.perf_counter() - start
     if evaluation.global_metrics is None:
         raise RuntimeError(f"the evaluation produced no scores ({'; '.join(evaluation.notes)})")
@@ -125,6 +135,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartReport:
     copy_first_frame_baseline(image_dir, mask_dir, videos, out / "baseline")
     baseline = evaluate_sequences(mask_dir, out / "baseline", videos, mode="davis", progress=False)
     return QuickstartReport(
+        model=cfg.model,
         model_jf=evaluation.global_metrics["J&F-Mean"],
         baseline_jf=baseline.global_metrics()["J&F-Mean"],
         evaluation=evaluation,
@@ -134,8 +145,16 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartReport:
     )
 
 
+def is_model_override(override: str) -> bool:
+    """Whether a command-line override changes the model config (``model.key=...``, ``model/group=...``)."""
+    return override.lstrip("+~").startswith(("model.", "model/"))
+
 
 def quickstart_from_args(argv: list[str]) -> QuickstartReport:
-    """The job on command-line overrides of ``configs/quickstart.yaml`` (with INFO logging on stderr)."""
+    """The job on command-line overrides of ``configs/quickstart.yaml`` (with INFO logging on stderr):
+    ``model=<name>`` picks the model and its recipe, ``model.*`` overrides go to training and evaluation."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_quickstart(job_config(compose("quickstart", argv), QuickstartConfig))
+    composed = compose("quickstart", argv)
+    cfg = job_config(composed, QuickstartConfig, leave_out=("model",))
+    cfg = dataclasses.replace(cfg, model=composed.model.name)
+    return run_quickstart(cfg, [a for a in argv if is_model_override(a)])

@@ -162,6 +162,10 @@ class ConvViT(nn.Module):
         tokens = tokens + sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
         return StemOutput(tokens=tokens, grid=(h, w), f8=f8, f4=f4)
 
+    def forward(self, image: Tensor) -> StemOutput:
+        """The per-frame part, :meth:`stem` (the transformer ``blocks`` run inside STML)."""
+        return self.stem(image)
+
 
 class PatchEmbed(nn.Module):
     """ViT patch embedding: ``proj`` (16x16 convolution, stride 16)."""
@@ -195,6 +199,10 @@ class PlainViT(nn.Module):
         tokens = x.flatten(2).transpose(1, 2)
         tokens = tokens + sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
         return StemOutput(tokens=tokens, grid=(h, w), f8=None, f4=None)
+
+    def forward(self, image: Tensor) -> StemOutput:
+        """The per-frame part, :meth:`stem` (the transformer ``blocks`` run inside STML)."""
+        return self.stem(image)
 
 
 class TransposedConvPyramid(nn.Module):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s3.config.stma import STMAConfig
-from s3.model.aggregation import others_mask, soft_aggregate
+from s3.model.aggregation import others_mask
 from s3.model.decoder import MaskDecoder
 from s3.model.group_blocks import GroupFeatureFusionBlock
 from s3.model.memory.key_projection import KeyProjection
@@ -52,6 +52,8 @@ from s3.stma.stml import (
     joint_association,
 )
 
+EMPTY_SLOT_LOGIT = -1e4  # the decoder logit of an empty object slot: probability exactly 0
+BACKGROUND_EPS = 1e-7  # the background probability stays <= 1 - 1e-7, as soft_aggregate's clamp
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -144,7 +146,7 @@ class STMANetwork(nn.Module):
         """image: (B, 3, H, W) in [0, 1] -> tokens X (B, L, C) with the position table, grid (h, w),
         and for ConvViT the skips f8 (B, C8, H/8, W/8), f4 (B, C4, H/4, W/4)."""
         self.check_size(image)
-        return self.pixel_encoder.stem(self.normalize(image))
+        return self.pixel_encoder(self.normalize(image))
 
     def object_tokens(self, memory_value: Tensor, object_valid: Optional[Tensor] = None) -> Optional[Tensor]:
         """memory_value (B, N, CV, M), object_valid (B, N) bool -> object tokens (B, N, C), zero for
@@ -307,12 +309,22 @@ class STMANetwork(nn.Module):
 
     @staticmethod
     def _aggregate(logits: Tensor, selector: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        """Per-object stride-4 logits (B, N, H/4, W/4) -> sigmoid, empty slots zeroed, soft aggregation
-        with background, x4 bilinear -> logits (B, N+1, H, W) and their softmax."""
-        prob = torch.sigmoid(logits.float())
+        """Per-object stride-4 logits x (B, N, H/4, W/4) -> soft aggregation with background, x4
+        bilinear -> logits (B, N+1, H, W) and their softmax; empty slots (selector 0) get probability 0.
+
+        Soft aggregation of p_i = sigmoid(x_i) gives object i the logit logit(p_i) = x_i and the
+        background logit(prod_i (1 - p_i)). Both are computed in log space, so a saturated decoder
+        keeps its gradient: clamping the probabilities (``s3.model.aggregation.soft_aggregate``, whose
+        clamp has zero gradient) lets an STMA training run that saturates early never recover, as it
+        has no auxiliary loss to pull it back. Only the background logit is bounded, at logit(1 - 1e-7).
+        """
+        x = logits.float()
         if selector is not None:
-            prob = prob * selector.view(*selector.shape[:2], 1, 1)
-        aggregated = F.interpolate(soft_aggregate(prob, dim=1), scale_factor=4, mode="bilinear", align_corners=False)
+            x = x.masked_fill(selector.view(*selector.shape[:2], 1, 1) <= 0, EMPTY_SLOT_LOGIT)
+        log_background = F.logsigmoid(-x).sum(dim=1, keepdim=True).clamp(max=-BACKGROUND_EPS)
+        background_logit = log_background - torch.log(-torch.expm1(log_background))
+        aggregated = torch.cat([background_logit, x], dim=1)
+        aggregated = F.interpolate(aggregated, scale_factor=4, mode="bilinear", align_corners=False)
         return aggregated, torch.softmax(aggregated, dim=1)
 
     # ------------------------------------------------------------------ memorising

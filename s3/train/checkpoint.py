@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from s3.model.weights import CheckpointError
+from s3.model.weights import CheckpointError, check_finite, load_file
 
 CHECKPOINT_DIR = "checkpoints"
 WEIGHTS_DIR = "weights"
@@ -57,15 +57,12 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 
 
 def load_checkpoint(path: Path, key: str = "train.resume") -> dict[str, Any]:
-    """Read a training checkpoint (on the CPU); a missing or unreadable file is a one-line error."""
-    if not path.is_file():
-        raise CheckpointError(f"{key}: checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, foreign pickle, ...
-        raise CheckpointError(f"{key}: cannot read {path}: {str(err).splitlines()[0]}") from err
+    """Read a training checkpoint (on the CPU); a missing, unreadable (empty, truncated) file or one
+    whose network holds NaN/inf is a one-line CheckpointError."""
+    state = load_file(path, key)
     if not isinstance(state, dict) or "network" not in state or "iteration" not in state:
         raise CheckpointError(f"{key}: {path} is not a training checkpoint (no network/iteration entries)")
+    check_finite(state["network"], f"{key}: {path}")
     return state
 
 

@@ -20,7 +20,7 @@ detached: the loss back-propagates through the whole clip.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,12 +30,21 @@ from s3.model.network import ImageFeatures, S3Network
 
 
 class ClipPrediction(NamedTuple):
-    """Outputs for frames 1..T-1 (F = T-1), background channel first."""
+    """Outputs for frames 1..T-1 (F = T-1), background channel first. The auxiliary logits are
+    None for models without those heads (STMA)."""
 
     logits: Tensor  # (B, F, N+1, H, W) soft-aggregated class logits
     probs: Tensor  # (B, F, N+1, H, W) their softmax
-    sensory_logits: Tensor  # (B, F, N+1, h, w) sensory aux logits, h = H/16
-    query_logits: Tensor  # (B, F, N+1, L, h, w) query-transformer aux logits, L = num_blocks + 1
+    sensory_logits: Optional[Tensor] = None  # (B, F, N+1, h, w) sensory aux logits, h = H/16
+    query_logits: Optional[Tensor] = None  # (B, F, N+1, L, h, w) query-transformer aux logits, L = num_blocks + 1
+
+
+def draw_past_frames(num_past: int, count: int, batch: int, generator: torch.Generator) -> Tensor:
+    """Indices (B, M) of earlier frames for a frame with ``num_past`` predecessors: all of them
+    (M = num_past) while there are at most ``count``, else ``count`` drawn without replacement per clip."""
+    if num_past <= count:
+        return torch.arange(num_past).expand(batch, -1)
+    return torch.stack([torch.randperm(num_past, generator=generator)[:count] for _ in range(batch)])
 
 
 def first_frame_masks(labels: Tensor, selector: Tensor) -> Tensor:
@@ -62,10 +71,7 @@ class RecurrentClipModel(nn.Module):
     def memory_frames(self, num_past: int, batch: int, generator: torch.Generator) -> Tensor:
         """Indices (B, M) of the earlier frames that form the pixel memory for a frame with
         ``num_past`` predecessors: all of them, or ``num_ref_frames`` drawn per clip."""
-        if num_past <= self.num_ref_frames:
-            return torch.arange(num_past).expand(batch, -1)
-        draws = [torch.randperm(num_past, generator=generator)[: self.num_ref_frames] for _ in range(batch)]
-        return torch.stack(draws)
+        return draw_past_frames(num_past, self.num_ref_frames, batch, generator)
 
     def forward(
         self, frames: Tensor, first_labels: Tensor, selector: Tensor, generator: torch.Generator

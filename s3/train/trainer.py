@@ -47,9 +47,10 @@ from tqdm import tqdm
 from s3.config.data import DataConfig
 from s3.config.structured import to_dataclass
 from s3.config.train import StageConfig, TrainConfig
-from s3.config.validation import ConfigError
+from s3.config.validation import ConfigError, InputError, first_line
 from s3.data.build import build_train_dataset
 from s3.data.sampling import max_skip_at
+from s3.model.compile import compile_network
 from s3.model.precision import PRECISION_DTYPES, autocast
 from s3.model.weights import CheckpointError, atomic_save, load_strict, trainable_state_dict
 from s3.train.checkpoint import (
@@ -184,7 +185,7 @@ class ClipStream:
         dataset = self.build_dataset(self.data_cfg, max_skip, self.seed)
         sampler = ResumableDistributedSampler(dataset, self.ctx.world_size, self.ctx.rank, self.seed)
         if sampler.num_samples < self.local_batch:
-            raise ValueError(
+            raise ConfigError(
                 f"stage {self.stage.name}: the dataset has {len(dataset)} clips, fewer than one batch of "
                 f"{self.stage.batch_size} over {self.ctx.world_size} processes"
             )
@@ -324,8 +325,8 @@ class Trainer:
         self.stop.install()
         try:
             return self._fit(ctx, writer)
-        except (ConfigError, CheckpointError) as err:  # a bad setting or file: one line is the whole story
-            logger.error("training stopped: %s", err)
+        except (InputError, OSError) as err:  # a bad setting or file, a full disk: one line is the whole story
+            logger.error("training stopped: %s", first_line(err))
             raise
         except Exception:
             logger.exception("training failed")
@@ -343,6 +344,13 @@ class Trainer:
                     f"train.stages.{i}.batch_size={stage.batch_size} is not divisible by the "
                     f"{ctx.world_size} processes (the batch size is global)"
                 )
+            data, multiple = self.data_cfgs[i], self.model_cfg.pad_multiple
+            key, crop = ("data.static.crop_size", data.static.crop_size) if data.static.enabled else (
+                "data.crop_size", data.crop_size)
+            if crop % multiple:
+                raise ConfigError(
+                    f"{key}={crop} (stage {stage.name}) is not a multiple of model.pad_multiple={multiple}"
+                )
         resume = self._resume_state()
         seed_everything(cfg.seed)  # the same initial weights on every process
         network = self.architecture.build_network(self.model_cfg).to(ctx.device)
@@ -351,6 +359,8 @@ class Trainer:
         synced = False
         if ctx.is_distributed and ctx.device.type == "cuda" and cfg.sync_batchnorm:
             synced = convert_training_batchnorms(network) > 0
+        if cfg.compile:
+            compile_network(network)
         self.network = network
         self._log_start(ctx, writer, network, resume)
 
@@ -534,6 +544,7 @@ class Trainer:
                     labels[:, 1:],
                     batch["num_objects"],
                     stage.loss,
+                    iteration=run.iteration,
                 )
                 run.optimizer.zero_grad(set_to_none=True)
                 run.scaler.scale(losses["total"]).backward()
@@ -575,7 +586,7 @@ class Trainer:
     def _check_frame_size(self, frames: Tensor) -> None:
         multiple = self.model_cfg.pad_multiple
         if frames.shape[-2] % multiple or frames.shape[-1] % multiple:
-            raise ValueError(
+            raise ConfigError(
                 f"training frames of size {tuple(frames.shape[-2:])} are not multiples of "
                 f"model.pad_multiple={multiple}; set data.crop_size to a multiple of it"
             )

@@ -23,6 +23,7 @@ from tiny_datasets import (
     make_folders,
     make_ytvos,
     save_image,
+    save_labels,
 )
 
 from s3.config import compose
@@ -276,17 +277,23 @@ def test_merge_matches_objects_by_id_not_by_channel() -> None:
     assert merge_frame([(a, [4, 9]), (c, [7])]).tolist() == [[0, 7, 9]]
 
 
-def test_plus_reads_full_resolution_and_writes_at_480p_size(tmp_path: Path, network) -> None:
+def test_plus_reads_full_resolution_frames_and_masks_and_writes_at_480p_size(tmp_path: Path, network) -> None:
+    """As the authors' code: the "+" setting feeds the Full-Resolution first-frame mask (here object 1
+    only, to tell it from the 480p mask with objects 1 and 2), never an upscaled 480p one."""
     root, out = tmp_path / "data", tmp_path / "run"
     make_davis(root, {"bear": 3})
     for t in range(3):  # Full-Resolution frames at twice the 480p size
         image, _ = frame_and_labels(t, [1, 2], height=2 * HEIGHT, width=2 * WIDTH)
         save_image(root / "JPEGImages" / "Full-Resolution" / "bear" / f"{t:05d}.jpg", image)
+    _, labels = frame_and_labels(0, [1, 2])
+    full_resolution = np.kron(np.where(labels == 1, labels, 0), np.ones((2, 2), np.uint8))
+    save_labels(root / "Annotations" / "Full-Resolution" / "bear" / "00000.png", full_resolution)
     cfg = eval_config("davis17", root, out, ["plus=true", "score=false"])
     (video,) = list_videos(cfg.dataset, cfg.protocol())
     assert video.frames[0].parent.name == "bear" and "Full-Resolution" in str(video.frames[0])
+    assert video.mask_files["00000"] == root / "Annotations" / "Full-Resolution" / "bear" / "00000.png"
     assert video.output_size == (HEIGHT, WIDTH)
     run_evaluation(cfg, network, network.cfg, out)
     first = read_mask(out / "Annotations" / "bear" / "00000.png")
     assert first.shape == (HEIGHT, WIDTH)
-    assert np.array_equal(first, read_mask(root / "Annotations" / "480p" / "bear" / "00000.png"))
+    assert np.array_equal(first, np.where(labels == 1, labels, 0))

@@ -54,7 +54,7 @@ def test_fifo_keeps_the_first_frame_and_the_latest_frames() -> None:
 def test_permanent_writes_land_in_the_permanent_segment_in_order() -> None:
     """Regression for the reference's ignored `prepend`: a forced-permanent frame must be the one kept."""
     memory = PixelMemory(InferenceConfig(max_mem_frames=3, use_long_term=True,
-                                         long_term=LongTermConfig(max_mem_frames=3, min_mem_frames=2,
+                                         long_term=LongTermConfig(max_mem_frames=4, min_mem_frames=2,
                                                                   num_prototypes=2, max_num_tokens=20, buffer_tokens=2)))
     frames = [frame(i, 1) for i in range(5)]
     add(memory, frames[0], [1])
@@ -120,45 +120,46 @@ def test_consolidation_picks_the_most_used_tokens_and_bounds_every_segment() -> 
     memory = PixelMemory(InferenceConfig(use_long_term=True, long_term=lt))
     frames = [frame(i, 1) for i in range(20)]
     add(memory, frames[0], [1])
-    for f in frames[1:4]:
+    for f in frames[1:3]:
         add(memory, f, [1])
     bucket = memory.buckets[0]
-    assert bucket.working.size == 3 * H * W and bucket.long_term is None
-    # make three tokens of the two oldest working frames the most used
+    assert bucket.working.size == 2 * H * W and bucket.long_term is None
+    # make three tokens of the two working frames the most used
     favourite = torch.tensor([1, 7, 10])
     bucket.working.use_count[0, favourite] = 5.0
     bucket.working.life_count[:] = 1.0
-    candidate_keys = bucket.working.key[..., : 3 * H * W - H * W].clone()
-    add(memory, frames[4], [1])  # 4 working frames > 3: consolidate all but the newest one
+    candidate_keys = bucket.working.key.clone()
+    add(memory, frames[3], [1])  # the working memory reaches 3 frames: consolidate all but the newest one
     assert bucket.working.size == H * W
-    assert torch.equal(bucket.working.key, frames[4]["key"].flatten(2))
+    assert torch.equal(bucket.working.key, frames[3]["key"].flatten(2))
     assert bucket.long_term.size == 3
     assert torch.equal(bucket.long_term.key.sort(dim=-1).values, candidate_keys[..., favourite].sort(dim=-1).values)
     # prototype values are convex combinations of the candidates' values (full softmax readout)
     assert torch.all(bucket.long_term.shrinkage >= 1)
+    # as in the authors' code a prototype starts unused, whatever its source token's usage
+    assert torch.all(bucket.long_term.use_count == 0) and torch.all(bucket.long_term.normalised_usage() == 0)
 
     working_limit = (lt.max_mem_frames - 1) * H * W
-    for f in frames[5:]:
+    for f in frames[4:]:
         add(memory, f, [1])
-        assert bucket.working.size <= working_limit
+        assert bucket.working.size < working_limit  # reaching the limit consolidates at once
         assert bucket.long_term.size <= lt.max_num_tokens
         assert torch.isfinite(bucket.long_term.use_count).all()  # tokens never read count as unused
         assert memory.num_tokens - memory.num_permanent_tokens() <= memory.token_budget()
 
 
-def test_pruning_keeps_the_most_used_long_term_tokens() -> None:
+def test_pruning_starts_when_the_next_prototypes_would_fill_the_long_term_memory() -> None:
     lt = LongTermConfig(max_mem_frames=3, min_mem_frames=2, num_prototypes=2, max_num_tokens=6, buffer_tokens=1)
     memory = PixelMemory(InferenceConfig(use_long_term=True, long_term=lt))
-    for i in range(8):
+    for i in range(4):  # frames 1, 2, 3 each reach the 2-frame working limit: frames 1 and 2 are consolidated
         add(memory, frame(i, 1), [1])
     bucket = memory.buckets[0]
-    assert bucket.long_term.size == 6  # full: the next consolidation must prune first
-    usage = torch.tensor([[0.1, 9.0, 0.2, 8.0, 7.0, 0.3]])
+    assert bucket.long_term.size == 4 and bucket.working.size == H * W
+    usage = torch.tensor([[0.1, 9.0, 0.2, 8.0]])
     bucket.long_term.use_count = usage.clone()
     bucket.long_term.life_count = torch.ones_like(usage)
-    survivors = bucket.long_term.key[..., [1, 3, 4]].clone()  # keep 6 - 2 - 1 = 3 most used
-    add(memory, frame(8, 1), [1])
-    add(memory, frame(9, 1), [1])  # consolidates: prune to 3, then add 2 prototypes
+    survivors = bucket.long_term.key[..., [1, 2, 3]].clone()  # keep the 6 - 2 - 1 = 3 most used, in order
+    add(memory, frame(4, 1), [1])  # 4 + 2 prototypes reach max_num_tokens: prune to 3 first, then add 2
     assert bucket.long_term.size == 5
     assert torch.equal(bucket.long_term.key[..., :3], survivors)
 
@@ -166,14 +167,14 @@ def test_pruning_keeps_the_most_used_long_term_tokens() -> None:
 def test_flip_batches_pick_prototypes_per_batch_element() -> None:
     lt = LongTermConfig(max_mem_frames=3, min_mem_frames=2, num_prototypes=2, max_num_tokens=50, buffer_tokens=1)
     memory = PixelMemory(InferenceConfig(use_long_term=True, long_term=lt))
-    for i in range(3):
+    for i in range(2):
         add(memory, frame(i, 2, batch=2), [1, 2])
     bucket = memory.buckets[0]
     bucket.working.use_count[0, 2] = bucket.working.use_count[1, 4] = 3.0
     bucket.working.use_count[0, 3] = bucket.working.use_count[1, 0] = 2.0
     bucket.working.life_count[:] = 1
     old = bucket.working.key[..., : H * W].clone()
-    add(memory, frame(3, 2, batch=2), [1, 2])
+    add(memory, frame(2, 2, batch=2), [1, 2])
     assert torch.equal(bucket.long_term.key[0].sort(-1).values, old[0][:, [2, 3]].sort(-1).values)
     assert torch.equal(bucket.long_term.key[1].sort(-1).values, old[1][:, [0, 4]].sort(-1).values)
     query = frame(7, 0, batch=2)

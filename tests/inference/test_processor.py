@@ -7,7 +7,7 @@ import torch
 
 from s3.config.inference import InferenceConfig
 from s3.config.validation import ConfigError
-from s3.inference.processor import VideoProcessor, sensory_update_offsets
+from s3.inference.processor import VideoProcessor, internal_size, sensory_update_offsets
 from s3.model.aggregation import soft_aggregate
 
 H, W = 40, 56
@@ -160,8 +160,31 @@ def test_max_internal_size_processes_smaller_and_answers_at_full_size(network) -
     assert processor.padded_size == (32, 32)  # 80x120 -> 20x30 -> padded to 32x32
     assert out.probabilities.shape == (2, 80, 120)
     agreement = (out.id_mask() == mask).float().mean()
-    assert agreement > 0.97  # boundary pixels blur through the 4x round trip
+    assert agreement > 0.95  # boundary pixels move by up to half a working pixel through the 4x round trip
     assert processor.step(torch.rand(3, 80, 120)).probabilities.shape == (2, 80, 120)
+
+
+def test_a_given_index_mask_is_resized_nearest_neighbour_and_stays_binary(network) -> None:
+    """As the authors' evaluation (PIL nearest): the working-size mask is the id map sampled at the
+    working pixels' centres, never a blend."""
+    processor = VideoProcessor(network, InferenceConfig(max_internal_size=20))
+    mask = torch.zeros(80, 120, dtype=torch.int64)
+    mask[10:50, 21:90] = 4
+    processor.step(torch.rand(3, 80, 120), mask)
+    assert processor.last_mask is not None
+    left, right, top, bottom = processor._pads
+    working = processor.last_mask[0, 0, top : 32 - bottom, left : 32 - right]
+    centres_y, centres_x = (torch.arange(20) * 4 + 2), (torch.arange(30) * 4 + 2)  # (i + 0.5) * 4
+    expected = (mask[centres_y][:, centres_x] == 4).float()
+    assert torch.all((working < 1e-6) | (working > 1 - 1e-6))  # binary up to the aggregation's clamp
+    assert torch.equal(working.round(), expected)
+
+
+def test_the_working_size_truncates_the_longer_side_as_torchvision() -> None:
+    assert internal_size(720, 1280, 600) == (600, 1066)  # 1066.67: torchvision's Resize(600) gives 1066
+    assert internal_size(1080, 1920, 480) == (480, 853)
+    assert internal_size(480, 854, 480) == (480, 854)  # never upscaled, never touched at the size
+    assert internal_size(1280, 720, -1) == (1280, 720)
 
 
 def test_bad_inputs_fail_with_a_message(network) -> None:
@@ -251,3 +274,41 @@ def test_bf16_runs_on_the_cpu_close_to_fp32(network) -> None:
 def test_fp16_needs_cuda(network) -> None:
     with pytest.raises(ValueError, match="inference.precision=fp16 needs a CUDA device"):
         VideoProcessor(network, InferenceConfig(precision="fp16"))
+
+
+# ---------------------------------------------------------------- object groups
+def test_objects_given_on_different_frames_are_fused_and_queried_per_bucket(network, monkeypatch) -> None:
+    """The authors' grouping (default): pixel fusion and the query transformer see the objects of one
+    memory bucket at a time; the decoder sees every object. ``object_groups="all"`` fuses them together."""
+    frames = images(4)
+    late = index_mask({9: (24, 2, 38, 20)})
+    calls: list[int] = []
+    original = network.read_object_queries
+
+    def counting(pixel_readout, object_memory, **kwargs):
+        calls.append(pixel_readout.shape[1])
+        return original(pixel_readout, object_memory, **kwargs)
+
+    monkeypatch.setattr(network, "read_object_queries", counting)
+    outputs = {}
+    for groups in ("bucket", "all"):
+        processor = VideoProcessor(network, InferenceConfig(object_groups=groups))
+        processor.step(frames[0], index_mask({5: (2, 2, 20, 20)}))
+        processor.step(frames[1])
+        processor.step(frames[2], late, objects=[9])
+        calls.clear()
+        outputs[groups] = processor.step(frames[3])
+        assert outputs[groups].object_ids == [5, 9]
+        assert calls == ([1, 1] if groups == "bucket" else [2])
+    assert InferenceConfig().object_groups == "bucket"
+    assert not torch.allclose(outputs["bucket"].probabilities, outputs["all"].probabilities)
+
+
+def test_objects_given_together_form_one_group_either_way(network) -> None:
+    frames = images(3)
+    results = []
+    for groups in ("bucket", "all"):
+        processor = VideoProcessor(network, InferenceConfig(object_groups=groups))
+        results.append(run_video(processor, frames))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -17,6 +17,7 @@ from s3.model.weights import (
     load_network_weights,
     reference_key_to_ours,
     reference_to_ours,
+    state_fingerprint,
     trainable_state_dict,
 )
 
@@ -133,6 +134,29 @@ def test_missing_whole_checkpoint_names_the_key(tmp_path: Path) -> None:
     cfg = load_model_config("s3_tiny", [f"model.weights={tmp_path / 'missing.pth'}"])
     with pytest.raises(CheckpointError, match=r"^model\.weights: file not found"):
         build_network(cfg)
+
+
+def test_empty_and_non_finite_weight_files_name_the_file(tmp_path: Path) -> None:
+    net = S3Network(load_model_config("s3_tiny"))
+    (tmp_path / "empty.pth").touch()
+    with pytest.raises(CheckpointError, match=r"^model\.weights: .*empty.pth is empty \(0 bytes\)"):
+        load_network_weights(net, str(tmp_path / "empty.pth"))
+    state, name = net.state_dict(), "mask_decoder.sensory_update.transform.weight"
+    state[name] = torch.full_like(state[name], float("inf"))
+    torch.save(state, tmp_path / "diverged.pth")
+    with pytest.raises(CheckpointError, match=rf"diverged.pth holds NaN or inf values in {name}; the run .* diverged"):
+        load_network_weights(net, str(tmp_path / "diverged.pth"))
+
+
+def test_state_fingerprint_follows_the_values_not_the_module() -> None:
+    torch.manual_seed(0)
+    a, b = S3Network(load_model_config("s3_tiny")), S3Network(load_model_config("s3_tiny"))
+    assert state_fingerprint(a) != state_fingerprint(b)  # other random weights
+    b.load_state_dict(a.state_dict())
+    assert state_fingerprint(a) == state_fingerprint(b)
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6
+    assert state_fingerprint(a) != state_fingerprint(b)
 
 
 def test_wrong_checkpoint_lists_the_first_offending_names(tmp_path: Path) -> None:

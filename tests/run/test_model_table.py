@@ -1,4 +1,4 @@
-"""The model-table job (``scripts/model_summary.py``) and the benchmark job (``scripts/benchmark.py``)."""
+"""The model-table job (``scripts/model_summary.py``); the benchmark job is in test_benchmark.py."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from s3.config import compose, load_model_config
-from s3.config.inference import InferenceConfig
 from s3.model.network import S3Network
-from s3.run.benchmark import benchmark_from_config, time_streaming
 from s3.run.cli import run_job
 from s3.run.model_table import NOT_RUN, model_table, model_table_from_config
 
@@ -47,21 +45,3 @@ def test_model_table_job_rejects_a_bad_switch_in_one_line(capsys: pytest.Capture
     assert capsys.readouterr().err == (
         "error: model.query.read='attention' is not one of ['discriminative', 'cutie']\n"
     )
-
-
-def test_benchmark_times_steady_state_frames(one_thread: None) -> None:
-    cfg = load_model_config("s3_tiny")
-    net = S3Network(cfg).eval()
-    settings = InferenceConfig(max_mem_frames=3, memorise_empty_frames=True)
-    timing = time_streaming(net, cfg, (64, 96), num_objects=2, settings=settings, repeats=2, warmup=1)
-    assert len(timing.seconds) == 2 and all(s > 0 for s in timing.seconds)
-    assert timing.fps == 1 / timing.median and timing.peak_memory_mib is None
-
-
-def test_benchmark_job_reads_its_typed_settings(one_thread: None) -> None:
-    _, settings, timing = benchmark_from_config(
-        compose("benchmark", ["model=s3_tiny", "frame_size=[64,64]", "repeats=1", "warmup=0", "threads=1"])
-    )
-    assert (settings.frame_size, settings.precision, len(timing.seconds)) == ([64, 64], "fp32", 1)
-    with pytest.raises(SystemExit):
-        run_job(lambda: benchmark_from_config(compose("benchmark", ["model=s3_tiny", "precision=fp8"])))

@@ -235,3 +235,27 @@ def test_context_is_reusable_across_test_frames(net: STMANetwork) -> None:
         for t in (2, 3):
             stem = net.encode_stem(images[t])
             assert torch.equal(net.associate(stem, context).f16, net.associate(stem, frame_context(net, memory)).f16)
+
+
+def test_aggregation_is_soft_aggregation_and_keeps_its_gradient_when_saturated() -> None:
+    """In the normal range the aggregated logits equal the clamped soft aggregation of the sigmoid
+    probabilities; a decoder saturated on the wrong answer (|x| > 16, where the clamp has no gradient)
+    still gets a gradient, and an empty slot's probability is exactly 0."""
+    from s3.model.aggregation import soft_aggregate
+
+    x = torch.randn(2, 3, 4, 5) * 4
+    logits, prob = STMANetwork._aggregate(x, None)
+    expected = F.interpolate(soft_aggregate(torch.sigmoid(x), dim=1), scale_factor=4, mode="bilinear")
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(prob, logits.softmax(1))
+
+    saturated = torch.full((1, 2, 2, 2), 40.0, requires_grad=True)  # both objects certain everywhere
+    logits, _ = STMANetwork._aggregate(saturated, torch.tensor([[1.0, 1.0]]))
+    F.cross_entropy(logits, torch.zeros(1, 8, 8, dtype=torch.int64)).backward()  # the truth is background
+    assert saturated.grad.abs().min() > 0.1
+    clamped = torch.full((1, 2, 2, 2), 40.0, requires_grad=True)
+    F.cross_entropy(soft_aggregate(torch.sigmoid(clamped)), torch.zeros(1, 2, 2, dtype=torch.int64)).backward()
+    assert clamped.grad.abs().max() == 0  # what the clamp does
+
+    _, prob = STMANetwork._aggregate(torch.randn(1, 3, 2, 2), torch.tensor([[1.0, 0.0, 1.0]]))
+    assert prob[:, 2].max() == 0 and torch.isfinite(prob).all()

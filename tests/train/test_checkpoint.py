@@ -83,7 +83,7 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path: Path) -> No
 
 
 def test_unreadable_or_foreign_files_are_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"train.resume: checkpoint not found: .*missing.pth"):
+    with pytest.raises(CheckpointError, match=r"train.resume: file not found: .*missing.pth"):
         load_checkpoint(tmp_path / "missing.pth")
     (tmp_path / "broken.pth").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match=r"train.resume: cannot read .*broken.pth"):
@@ -91,6 +91,22 @@ def test_unreadable_or_foreign_files_are_one_line_errors(tmp_path: Path) -> None
     torch.save({"weights": torch.ones(1)}, tmp_path / "weights.pth")
     with pytest.raises(CheckpointError, match="is not a training checkpoint"):
         load_checkpoint(tmp_path / "weights.pth")
+
+
+def test_empty_truncated_and_diverged_checkpoints_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.pth").touch()  # 0 bytes: the message used to be an IndexError
+    with pytest.raises(CheckpointError, match=r"^train.resume: .*empty.pth is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pth")
+    state = {"network": {"w": torch.ones(64)}, "iteration": 3}
+    torch.save(state, tmp_path / "whole.pth")
+    data = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"^train.resume: cannot read .*cut.pth \(truncated"):
+        load_checkpoint(tmp_path / "cut.pth")
+    state["network"]["w"][5] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(CheckpointError, match=r"^train.resume: .*nan.pth holds NaN or inf values in w;"):
+        load_checkpoint(tmp_path / "nan.pth")
 
 
 def test_weights_file_leaves_out_a_vit_that_its_backbone_file_provides(tmp_path: Path) -> None:

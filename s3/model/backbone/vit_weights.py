@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.backbone.vit import FrozenViT
 from s3.model.weights import CheckpointError, load_strict, read_state_dict
+
+if TYPE_CHECKING:
+    from s3.model.backbone.vit import FrozenViT
 
 _CHUNKED_BLOCK = re.compile(r"^blocks\.\d+\.(\d+)\.")
 

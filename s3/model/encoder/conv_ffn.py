@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath
 from torch import Tensor
 
 
@@ -22,7 +21,11 @@ class ConvFFN(nn.Module):
         self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path: nn.Module = nn.Identity()
+        if drop_path > 0:
+            from timm.layers import DropPath  # loaded with the ViT anyway
+
+            self.drop_path = DropPath(drop_path)
 
     def forward(self, tokens: Tensor, size8: tuple[int, int], size16: tuple[int, int]) -> Tensor:
         """tokens: (B, H8*W8 + h*w, C), stride-8 tokens first; size8 = (H8, W8); size16 = (h, w).
@@ -39,7 +42,8 @@ class ConvFFN(nn.Module):
         batch, _, channels = hidden.shape
         convolved = []
         for part, (height, width) in zip(hidden.split(counts, dim=1), sizes):
-            feature_map = part.transpose(1, 2).reshape(batch, channels, height, width)
-            convolved.append(self.dwconv(feature_map).flatten(2).transpose(1, 2))
+            # tokens are the channels-last layout of the map: both reshapes are views, no transposing copy
+            feature_map = part.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+            convolved.append(self.dwconv(feature_map).permute(0, 2, 3, 1).reshape(batch, height * width, channels))
         hidden = self.act(torch.cat(convolved, dim=1))
         return self.drop_path(self.fc2(hidden))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torchvision.models import resnet50
 
 from s3.model.weights import load_strict, read_state_dict
 
@@ -21,6 +20,8 @@ class ResNet50Encoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        from torchvision.models import resnet50  # torchvision is loaded when this encoder is built
+
         trunk = resnet50(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
         self.layer1, self.layer2, self.layer3 = trunk.layer1, trunk.layer2, trunk.layer3

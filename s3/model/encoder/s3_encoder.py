@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import torch
@@ -9,10 +11,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from s3.model.backbone.vit import FrozenViT
 from s3.model.encoder.deformable_attention import MultiScaleDeformableAttention, grid_reference_points
 from s3.model.encoder.spatial_prior import SpatialPriorModule
 from s3.model.encoder.spatial_semantic_block import SpatialSemanticBlock
+from s3.model.precision import compute_dtype
+
+if TYPE_CHECKING:
+    from s3.model.backbone.vit import FrozenViT
 
 INPUT_MULTIPLE = 32
 
@@ -25,6 +30,11 @@ def check_input_size(image: Tensor, owner: str) -> None:
             f"{owner}: input HxW={height}x{width} must be a multiple of {INPUT_MULTIPLE}; "
             "pad it first (s3.model.padding.pad_to_multiple)"
         )
+
+
+def token_map(tokens: Tensor, size: tuple[int, int]) -> Tensor:
+    """Row-major tokens (B, h*w, C) as a feature map (B, C, h, w): a channels-last view, no copy."""
+    return tokens.unflatten(1, size).permute(0, 3, 1, 2)
 
 
 def init_adapter_weights(module: nn.Module) -> None:
@@ -129,9 +139,14 @@ class S3Encoder(nn.Module):
         size16 = (height // self.vit.patch_size, width // self.vit.patch_size)
         count8 = size8[0] * size8[1]
 
+        # Under autocast the CNN token stream and the pyramid stay in the compute dtype (bf16/fp16):
+        # every layer they feed computes in it anyway, and converting 8100 x 768 tokens back and forth
+        # around each of the ~50 residual steps costs more than the steps themselves.
+        dtype = compute_dtype(image)
         c1, c2, c3 = self.spatial_prior(image)
-        cnn_tokens = torch.cat([c2 + self.level_embed[0], c3 + self.level_embed[1]], dim=1)
-        reference_points = grid_reference_points([size8, size16], 1, image.device, cnn_tokens.dtype)
+        level_embed = self.level_embed.to(dtype)
+        cnn_tokens = torch.cat([c2.to(dtype) + level_embed[0], c3.to(dtype) + level_embed[1]], dim=1)
+        reference_points = grid_reference_points([size8, size16], 1, image.device)
         spatial_shapes = torch.tensor([size16], dtype=torch.long, device=image.device)
         level_start_index = torch.zeros(1, dtype=torch.long, device=image.device)
 
@@ -144,12 +159,11 @@ class S3Encoder(nn.Module):
                 cnn_tokens, patch_tokens, cls_token, reference_points, spatial_shapes, level_start_index, size8, size16
             )
             if self.add_vit_features and len(vit_maps) < 3:
-                vit_maps.append(patch_tokens.transpose(1, 2).reshape(batch, -1, *size16))
+                vit_maps.append(token_map(patch_tokens.to(dtype), size16))
 
         c2, c3 = cnn_tokens.split([count8, cnn_tokens.shape[1] - count8], dim=1)
-        c2 = c2.transpose(1, 2).reshape(batch, -1, *size8)
-        c3 = c3.transpose(1, 2).reshape(batch, -1, *size16)
-        c1 = self.up(c2) + c1
+        c2, c3 = token_map(c2, size8), token_map(c3, size16)
+        c1 = self.up(c2) + c1.to(dtype)
         if self.add_vit_features:
             c1 = c1 + F.interpolate(vit_maps[0], size=c1.shape[-2:], mode="bilinear", align_corners=False)
             c2 = c2 + F.interpolate(vit_maps[1], size=size8, mode="bilinear", align_corners=False)

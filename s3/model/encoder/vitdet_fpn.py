@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch.nn as nn
 from torch import Tensor
 
-from s3.model.backbone.vit import FrozenViT
 from s3.model.encoder.s3_encoder import check_input_size, init_adapter_weights
+
+if TYPE_CHECKING:
+    from s3.model.backbone.vit import FrozenViT
 
 
 class ChannelLayerNorm(nn.Module):

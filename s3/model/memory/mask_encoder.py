@@ -8,37 +8,71 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.models import resnet18
 
 from s3.model.group_blocks import GroupFeatureFusionBlock
 from s3.model.memory.sensory import SensoryDeepUpdater
 
 IN_CHANNELS = 5  # RGB, the object's mask, the union of the other objects' masks
-TRUNK_OUT_DIM = 256  # channels of ResNet-18 layer3
+RESNET18_WIDTH = 64  # channels of ResNet-18's stem and layer1 (layer2: 2x, layer3: 4x)
 TRUNK_MODULES = ("conv1", "bn1", "layer1", "layer2", "layer3")
+
+
+def _stage(in_channels: int, channels: int, stride: int) -> nn.Sequential:
+    """Two ResNet basic blocks (torchvision's), the first with a strided 1x1 projection when needed."""
+    from torchvision.models.resnet import BasicBlock  # torchvision is loaded when a mask encoder is built
+
+    downsample = None
+    if stride != 1 or in_channels != channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels)
+        )
+    return nn.Sequential(BasicBlock(in_channels, channels, stride, downsample), BasicBlock(channels, channels))
+
+
+def resnet18_stages(width: int) -> tuple[nn.BatchNorm2d, nn.MaxPool2d, nn.Sequential, nn.Sequential, nn.Sequential]:
+    """bn1, maxpool and layers 1-3 of a ResNet-18 whose stages have width, 2*width, 4*width channels.
+
+    ``width`` 64 is torchvision's ResNet-18 itself (its modules, names and initialisation); other
+    widths build the same structure with torchvision's basic blocks and initialisation.
+    """
+    if width == RESNET18_WIDTH:
+        from torchvision.models import resnet18  # torchvision is loaded when a mask encoder is built
+
+        trunk = resnet18(weights=None)
+        return trunk.bn1, trunk.maxpool, trunk.layer1, trunk.layer2, trunk.layer3
+    stages = (nn.BatchNorm2d(width), nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+              _stage(width, width, 1), _stage(width, 2 * width, 2), _stage(2 * width, 4 * width, 2))
+    for stage in stages:
+        for module in stage.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+    return stages
 
 
 class MaskEncoder(nn.Module):
     """ResNet-18 trunk (layers 1-3) on [RGB, mask, others] per object, fused with the pixel features.
 
-    conv1 (5 -> 64, 7x7 s2) -> bn1 -> maxpool -> ReLU -> layer1 -> layer2 -> layer3 gives a stride-16,
-    256-channel map per object; ``fuser`` (GroupFeatureFusionBlock) mixes in ``pix_feat`` to give the
+    conv1 (5 -> W, 7x7 s2) -> bn1 -> maxpool -> ReLU -> layer1 -> layer2 -> layer3 gives a stride-16,
+    4W-channel map per object (W = ``width``: 64, ResNet-18 itself, gives 256 channels; tiny models
+    use a narrower trunk); ``fuser`` (GroupFeatureFusionBlock) mixes in ``pix_feat`` to give the
     mask value; ``sensory_update`` (SensoryDeepUpdater, only with ``deep_update``) refreshes the
     sensory state from it. The BatchNorms always stay in eval mode (frozen statistics); their affine
     parameters and all convs remain trainable.
     """
 
-    def __init__(self, pixel_dim: int, value_dim: int, sensory_dim: int, deep_update: bool = True) -> None:
+    def __init__(
+        self, pixel_dim: int, value_dim: int, sensory_dim: int, deep_update: bool = True, width: int = RESNET18_WIDTH
+    ) -> None:
         super().__init__()
-        trunk = resnet18(weights=None)
-        self.conv1 = nn.Conv2d(IN_CHANNELS, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.width = width
+        bn1, maxpool, layer1, layer2, layer3 = resnet18_stages(width)
+        self.conv1 = nn.Conv2d(IN_CHANNELS, width, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
-        self.bn1 = trunk.bn1
-        self.maxpool = trunk.maxpool
-        self.layer1 = trunk.layer1
-        self.layer2 = trunk.layer2
-        self.layer3 = trunk.layer3
-        self.fuser = GroupFeatureFusionBlock(pixel_dim, TRUNK_OUT_DIM, value_dim)
+        self.bn1, self.maxpool, self.layer1, self.layer2, self.layer3 = bn1, maxpool, layer1, layer2, layer3
+        self.fuser = GroupFeatureFusionBlock(pixel_dim, 4 * width, value_dim)
         self.sensory_update = SensoryDeepUpdater(value_dim, sensory_dim) if deep_update else None
         self._freeze_batch_norms()
 
@@ -100,6 +134,11 @@ class MaskEncoder(nn.Module):
         and the extra input channels are orthogonally initialised. Raises ValueError naming the first missing keys and
         shape mismatches.
         """
+        if self.width != RESNET18_WIDTH:
+            raise ValueError(
+                f"load_resnet18_state_dict: this mask encoder is {self.width} channels wide; "
+                f"ResNet-18 weights need width {RESNET18_WIDTH}"
+            )
         missing: list[str] = []
         mismatched: list[str] = []
         loaded: dict[str, dict[str, Tensor]] = {}

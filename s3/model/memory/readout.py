@@ -26,26 +26,26 @@ def anisotropic_l2_similarity(
     cancels in the softmax but is kept). A missing selection counts as all ones, a missing shrinkage
     as one.
 
+    The three terms and the scaling are one matrix product: memory rows s/sqrt(CK) * [-k^2, 2k, -1]
+    against query columns [e; q e; sum_c e q^2]. It is computed query-major, so the result is a
+    (B, M, P) view whose memory axis is contiguous: the top-k and softmax over it read memory order.
+
     mem_key (B, CK, M), mem_shrinkage (B, 1, M) | None, query_key (B, CK, P),
     query_selection (B, CK, P) | None -> (B, M, P).
     """
     with torch.autocast(mem_key.device.type, enabled=False):
         mem_key, query_key = mem_key.float(), query_key.float()
         key_dim = mem_key.shape[1]
-        mem_key_t = mem_key.transpose(1, 2)  # (B, M, CK)
-        if query_selection is None:
-            mem_sq = mem_key_t.pow(2).sum(dim=2, keepdim=True)  # (B, M, 1)
-            cross = mem_key_t @ query_key
-            query_sq = query_key.pow(2).sum(dim=1, keepdim=True)  # (B, 1, P)
-        else:
-            query_selection = query_selection.float()
-            mem_sq = mem_key_t.pow(2) @ query_selection
-            cross = mem_key_t @ (query_key * query_selection)
-            query_sq = (query_selection * query_key.pow(2)).sum(dim=1, keepdim=True)
-        similarity = -mem_sq + 2 * cross - query_sq
+        selection = torch.ones_like(query_key) if query_selection is None else query_selection.float()
+        weighted_query = query_key * selection
+        query_side = torch.cat(  # (B, 2CK+1, P)
+            [selection, weighted_query, (weighted_query * query_key).sum(dim=1, keepdim=True)], dim=1
+        )
+        scale = torch.full_like(mem_key[:, :1], key_dim**-0.5)
         if mem_shrinkage is not None:
-            similarity = similarity * mem_shrinkage.float().transpose(1, 2)
-        return similarity / math.sqrt(key_dim)
+            scale = scale * mem_shrinkage.float()
+        memory_side = torch.cat([-mem_key.pow(2), 2 * mem_key, -torch.ones_like(scale)], dim=1) * scale  # (B, 2CK+1, M)
+        return torch.bmm(query_side.transpose(1, 2), memory_side).transpose(1, 2)
 
 
 def affinity_from_similarity(similarity: Tensor, top_k: int | None = None) -> tuple[Tensor, Tensor | None]:
@@ -60,8 +60,10 @@ def affinity_from_similarity(similarity: Tensor, top_k: int | None = None) -> tu
         if top_k is None:
             return torch.softmax(similarity, dim=1), None
         kept, indices = torch.topk(similarity, k=min(top_k, similarity.shape[1]), dim=1)
-        affinity = torch.zeros_like(similarity).scatter_(1, indices, torch.softmax(kept, dim=1))
-        return affinity, affinity.sum(dim=2)
+        weights = torch.softmax(kept, dim=1)
+        affinity = torch.zeros_like(similarity).scatter_(1, indices, weights)
+        usage = similarity.new_zeros(similarity.shape[:2]).scatter_add_(1, indices.flatten(1), weights.flatten(1))
+        return affinity, usage
 
 
 def readout_values(affinity: Tensor, values: Tensor) -> Tensor:

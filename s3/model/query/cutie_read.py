@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
+from s3.model.query.attention import multi_head_attention
+
 
 class MaskedCrossAttentionRead(nn.Module):
     """qn = LN(q); out = qn + MHA(query qn + Pq, key P + Pp, value P, boolean mask)."""
@@ -29,12 +31,8 @@ class MaskedCrossAttentionRead(nn.Module):
         probabilities (B', heads, HW, Q) (the layout of the DQ similarity).
         """
         queries_norm = self.norm(queries)
-        read, weights = self.attn(
-            queries_norm + query_pe,
-            pixels + pixel_pe,
-            pixels,
-            attn_mask=attn_mask,
-            need_weights=True,
-            average_attn_weights=False,
+        read, weights = multi_head_attention(
+            self.attn, queries_norm + query_pe, pixels + pixel_pe, pixels, blocked=attn_mask, need_weights=True
         )
+        assert weights is not None
         return queries_norm + read, weights.transpose(2, 3)

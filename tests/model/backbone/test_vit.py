@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -68,3 +69,30 @@ def test_mae_style_vit_has_no_layer_scale() -> None:
     names = [n for n, _ in vit.named_parameters()]
     assert not any(".ls1." in n or ".ls2." in n for n in names)
     assert vit.pos_embed.shape == (1, 197, 768)
+
+
+def test_reduced_precision_attention_on_the_cpu_is_the_same_attention() -> None:
+    """The head-by-head bf16 path computes softmax(q k^T / sqrt(d)) v as timm's fused one does."""
+    torch.manual_seed(0)
+    vit = tiny_vit()
+    attention = vit.blocks[0].attn
+    x = torch.randn(2, 7, 48)
+    with torch.no_grad():
+        for parameter in attention.parameters():
+            parameter.normal_(std=0.3)  # outputs of order one
+        qkv = attention.qkv(x.bfloat16().float()).reshape(2, 7, 3, 4, 12).permute(2, 0, 3, 1, 4).double()
+        attended = F.scaled_dot_product_attention(*qkv.unbind(0)).transpose(1, 2).reshape(2, 7, 48)
+        expected = F.linear(attended, attention.proj.weight.double(), attention.proj.bias.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            actual = attention(x)
+        fp32 = attention(x)
+    assert actual.dtype == torch.bfloat16 and fp32.dtype == torch.float32
+    assert expected.abs().max() > 1
+
+    def relative_rms(a: torch.Tensor) -> float:
+        return float((a.double() - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt())
+
+    assert relative_rms(actual) < 0.02  # bf16 rounding; a head mix-up would be of order one
+    assert relative_rms(fp32) < 0.01
+    with pytest.raises(ValueError, match="no mask"):
+        attention(x, attn_mask=torch.zeros(7, 7, dtype=torch.bool))

@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from conftest import assert_close
 
-from s3.model.encoder.deformable_attention import MultiScaleDeformableAttention, grid_reference_points
+from s3.model.encoder.deformable_attention import (
+    MultiScaleDeformableAttention,
+    grid_reference_points,
+    sample_with_grid,
+    sample_with_taps,
+)
 
 MSDA_ATOL = 1e-5
 
@@ -83,6 +88,33 @@ def test_matches_naive_bilinear_loop(reference_batch: int) -> None:
     outside = ((locations < 0) | (locations > 1)).any(dim=-1).float().mean().item()
     assert 0.1 < outside < 0.9, f"test set-up: fraction of off-grid points {outside:.2f}"
     assert_close(actual, expected, 1e-5, "deformable attention vs naive loop")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tap_and_grid_formulations_agree(dtype: torch.dtype) -> None:
+    """embedding_bag over bilinear taps (inference) and grid_sample (training) give the same sum,
+    with zero padding at every border (a third of the points is off the grid)."""
+    torch.manual_seed(0)
+    level_shapes, level_starts = [(3, 4), (2, 5)], [0, 12]
+    value = torch.randn(2, 22, 3, 8).to(dtype)
+    locations = torch.rand(2, 9, 3, 2, 4, 2) * 1.6 - 0.3
+    point_weights = torch.rand(2, 9, 3, 2, 4).to(dtype)
+    taps = sample_with_taps(value, level_shapes, level_starts, locations, point_weights)
+    grid = sample_with_grid(value, level_shapes, level_starts, locations, point_weights)
+    assert taps.dtype == grid.dtype == dtype
+    assert_close(taps.float(), grid.float(), 1e-6 if dtype == torch.float32 else 0.06, "taps vs grid")
+
+
+def test_training_uses_a_differentiable_formulation() -> None:
+    torch.manual_seed(0)
+    module = MultiScaleDeformableAttention(8, 2, num_points=3)
+    query, value = torch.randn(2, 6, 8), torch.randn(2, 6, 8, requires_grad=True)
+    geometry = (torch.rand(1, 6, 1, 2), torch.tensor([[2, 3]]), torch.tensor([0]))
+    out = module(query, geometry[0], value, *geometry[1:])
+    out.square().sum().backward()
+    assert value.grad is not None and module.offset_proj.weight.grad is not None
+    with torch.no_grad():
+        assert_close(module(query, geometry[0], value, *geometry[1:]), out.detach(), 1e-6, "no-grad vs training")
 
 
 def test_reproduces_reference_vectors(reference) -> None:

@@ -47,7 +47,13 @@ def record_checkpoints(block: SpatialSemanticBlock) -> dict[str, torch.Tensor]:
     """Hooks that store the semantic key/value tokens and every module output of interest."""
     captured: dict[str, torch.Tensor] = {}
     if block.semantic_attn is not None:
-        block.semantic_attn.attn.register_forward_pre_hook(lambda m, args: captured.__setitem__("semantic_kv", args[1]))
+        attend = block.semantic_attn.attend
+
+        def recording_attend(tokens: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+            captured["semantic_kv"] = keys
+            return attend(tokens, keys)
+
+        block.semantic_attn.attend = recording_attend  # type: ignore[method-assign]
         block.semantic_attn.register_forward_hook(lambda m, a, out: captured.__setitem__("after_semantic", out))
     for i, unit in enumerate(block.units):
         unit.deform_attn.register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(f"unit{i}.deform_out", out))
@@ -148,6 +154,19 @@ def test_semantic_attention_residual_is_normalised_tokens() -> None:
         cnn_tokens = 5 * torch.randn(2, 9, 16) + 3
         out = attention(cnn_tokens, torch.randn(2, 6, 16), torch.randn(2, 1, 16))
     assert_close(out, F.layer_norm(cnn_tokens, (16,), eps=1e-5), 1e-6, "zero attention -> LN(c)")
+
+
+@pytest.mark.parametrize("num_keys", [1, 2, 5])
+def test_semantic_attention_equals_multihead_attention(num_keys: int) -> None:
+    """The re-associated few-key attention is nn.MultiheadAttention's, on its own parameters."""
+    torch.manual_seed(0)
+    attention = SemanticCrossAttention(32, 4).double()
+    with torch.no_grad():
+        for parameter in attention.parameters():
+            parameter.normal_()
+        tokens, keys = torch.randn(2, 11, 32).double(), torch.randn(2, num_keys, 32).double()
+        expected, _ = attention.attn(tokens, keys, keys, need_weights=False)
+        assert_close(attention.attend(tokens, keys), expected, 1e-9, "few-key attention vs MultiheadAttention")
 
 
 def _count(module: torch.nn.Module) -> int:
