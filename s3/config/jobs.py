@@ -77,7 +77,9 @@ class BenchmarkConfig:
     size: int = 480  # frame height
     aspect: float = 1.8  # frame width = size * aspect, rounded to a multiple of 8 (480 -> 864)
     num_objects: int = 2
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])  # timed side by side, taking turns
+    # timed side by side, taking turns; None: fp32 and what the device runs natively (bf16 on a CPU
+    # with avx512_bf16/AMX or a CUDA GPU, fp16 on CUDA)
+    precisions: Optional[list[str]] = None
     repeats: int = 15  # timed steady-state frames per precision
     warmup: int = 1  # untimed frames after the memory is full (the first one counts the GFLOP)
     profile: bool = False  # per-module table of the timed frames
@@ -98,9 +100,9 @@ class BenchmarkConfig:
             check_positive(name, getattr(self, name))
         if self.aspect <= 0:
             raise ConfigError(f"aspect must be > 0, got {self.aspect}")
-        if not self.precisions:
-            raise ConfigError("precisions must name at least one of fp32, bf16, fp16")
-        for index, precision in enumerate(self.precisions):
+        if self.precisions is not None and not self.precisions:
+            raise ConfigError("precisions must name at least one of fp32, bf16, fp16 (or be null: automatic)")
+        for index, precision in enumerate(self.precisions or []):
             check_precision(f"precisions[{index}]", precision)
             if precision == "fp16" and self.device != "cuda":
                 raise ConfigError(f"precisions[{index}]=fp16 needs device=cuda")

@@ -3,7 +3,8 @@
 from s3.inference.memory_store import PixelMemory
 from s3.inference.object_manager import ObjectManager
 from s3.inference.object_memory import ObjectSummaryStore, SensoryStore
-from s3.inference.processor import FramePrediction, VideoProcessor
+from s3.inference.processor import VideoProcessor
+from s3.inference.streaming import FramePrediction, StreamingEngine
 from s3.inference.video import ImageFolder, VideoFile, open_frames, propagate
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ObjectSummaryStore",
     "PixelMemory",
     "SensoryStore",
+    "StreamingEngine",
     "VideoFile",
     "VideoProcessor",
     "open_frames",

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from s3.data.frames import IMAGE_SUFFIXES, FrameFileError, list_frames, read_rgb
-from s3.inference.processor import FramePrediction
+from s3.inference.streaming import FramePrediction
 
 
 class FrameSource(Protocol):

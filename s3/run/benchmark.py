@@ -35,6 +35,7 @@ from s3.config import to_model_config
 from s3.config.inference import InferenceConfig
 from s3.config.jobs import BenchmarkConfig, job_config
 from s3.model.compile import compile_network
+from s3.model.precision import has_native_bf16
 from s3.model.decoder import MaskDecoder
 from s3.model.encoder.conv_ffn import ConvFFN
 from s3.model.encoder.deformable_attention import MultiScaleDeformableAttention
@@ -115,9 +116,20 @@ def load_average() -> Optional[float]:
 
 
 def gemm_probe(device: torch.device, dtypes: Sequence[torch.dtype], size: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """GFLOP/s of a size^3 matrix product per dtype (best of ``repeats``): what the machine can do."""
+    """GFLOP/s of a size^3 matrix product per dtype (best of ``repeats``): what the machine can do.
+    bf16 without hardware support (:func:`has_native_bf16`) is probed at 512^3 once: emulated, a
+    2048^3 product can take a minute."""
     rates = {}
     for dtype in dtypes:
+        if dtype == torch.bfloat16 and not has_native_bf16(device):
+            a = torch.randn(512, 512, device=device).to(dtype)
+            a @ a
+            synchronize(device)
+            start = time.perf_counter()
+            a @ a
+            synchronize(device)
+            rates["bfloat16 (emulated, 512^3)"] = 2 * 512**3 / (time.perf_counter() - start) / 1e9
+            continue
         a = torch.randn(size, size, device=device).to(dtype)
         b = torch.randn(size, size, device=device).to(dtype)
         best = float("inf")
@@ -377,6 +389,17 @@ def time_long_video(
     return runs, rss
 
 
+def automatic_precisions(device: torch.device) -> list[str]:
+    """``precisions=null``: fp32, plus the reduced precisions ``device`` runs in hardware (an emulated
+    bf16, as on an AVX2-only CPU, is many times slower than fp32 and would only stretch the run)."""
+    precisions = ["fp32"]
+    if has_native_bf16(device):
+        precisions.append("bf16")
+    if device.type == "cuda":
+        precisions.append("fp16")
+    return precisions
+
+
 def inference_settings(cfg: BenchmarkConfig, precision: str) -> InferenceConfig:
     # random weights may predict no object; memorise anyway so that the memory really fills
     return InferenceConfig(
@@ -396,7 +419,8 @@ def benchmark_from_config(node: DictConfig) -> BenchmarkResult:
     cfg: BenchmarkConfig = job_config(node, BenchmarkConfig, leave_out=("model",))
     frame = frame_shape(cfg.size, cfg.aspect)
     with process_runtime(cfg.device, cfg.threads) as ctx:
-        settings = [inference_settings(cfg, precision) for precision in cfg.precisions]
+        precisions = cfg.precisions or automatic_precisions(ctx.device)
+        settings = [inference_settings(cfg, precision) for precision in precisions]
         torch.manual_seed(cfg.seed)
         network = build_model(model_cfg).to(ctx.device).eval()
         if cfg.compile:

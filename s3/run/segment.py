@@ -45,7 +45,7 @@ from s3.config.validation import ConfigError, InputWarning
 from s3.data.palette import MaskFileError, read_mask
 from s3.eval.submission import write_prediction
 from s3.eval.visualize import OverlayWriter
-from s3.inference.processor import FramePrediction
+from s3.inference.streaming import FramePrediction
 from s3.inference.video import FrameSource, VideoFile, open_frames, propagate
 from s3.run.architectures import build_model, make_processor
 from s3.run.runtime import process_runtime

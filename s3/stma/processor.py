@@ -35,27 +35,20 @@ tracked object together: they self-attend in STML and each one's mask encoding s
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from s3.config.inference import InferenceConfig
-from s3.config.validation import ConfigError
 from s3.inference.memory_store import PixelMemory
-from s3.inference.object_manager import ObjectManager
-from s3.inference.processor import FIXED_PER_VIDEO, FramePrediction, internal_size, masks_from_input
-from s3.model.aggregation import soft_aggregate
-from s3.model.padding import pad_to_multiple, unpad
-from s3.model.precision import autocast, autocast_dtype
+from s3.inference.streaming import StreamingEngine, background_only
 from s3.stma.convvit import StemOutput
 from s3.stma.network import AssociationContext, FrameFeatures, STMANetwork
 from s3.stma.spatial_memory import SpatialMemory
 
 
-class STMAVideoProcessor:
+class STMAVideoProcessor(StreamingEngine):
     """Streaming semi-supervised VOS over one video with STMA (see the module docstring).
 
     Attributes as ``VideoProcessor``: ``network``, ``device``, ``config``, ``frame_size``,
@@ -63,26 +56,16 @@ class STMAVideoProcessor:
     ``spatial_memory`` the reference frames.
     """
 
-    def __init__(self, network: STMANetwork, config: InferenceConfig) -> None:
-        self.network = network.eval()
-        self.device = next(network.parameters()).device
-        self.config = config
-        self._amp_dtype = autocast_dtype(config.precision, self.device, "inference.precision")
-        self.clear_memory()
+    network: STMANetwork
 
     # ------------------------------------------------------------------ controls
     def clear_memory(self) -> None:
         """Forget the video: both memories, the tracked objects, the frame count and the frame size
         (the next ``step`` starts a new video, with a mask)."""
+        super().clear_memory()
         cfg = self.network.cfg
-        self.objects = ObjectManager()
         self.memory: Optional[PixelMemory] = PixelMemory(self.config) if cfg.id_association == "memory" else None
         self.spatial_memory = SpatialMemory(cfg.spatial_memory_size)
-        self.frame_index = -1
-        self.last_memory_index = 0
-        self.frame_size: Optional[tuple[int, int]] = None  # (H, W) of the video's frames
-        self.padded_size: Optional[tuple[int, int]] = None
-        self._pads = (0, 0, 0, 0)  # (left, right, top, bottom) of the video's frames
         self._context: Optional[AssociationContext] = None  # cached while both memories are unchanged
 
     def clear_non_permanent_memory(self) -> None:
@@ -96,97 +79,9 @@ class STMAVideoProcessor:
     def clear_sensory_memory(self) -> None:
         """Nothing to do: STMA has no sensory memory (kept so that every engine has the same API)."""
 
-    def update_config(self, **changes: object) -> None:
-        """Change settings between frames, e.g. ``update_config(top_k=20, mem_every=10)``.
-
-        Everything but ``flip_aug``, ``max_internal_size`` and ``use_long_term`` may change
-        mid-video (those three may change before the first frame or after ``clear_memory``).
-        Unknown or invalid values raise ConfigError.
-        """
-        known = {f.name for f in dataclasses.fields(InferenceConfig)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(f"inference.{unknown[0]}: unknown key (valid keys: {sorted(known)})")
-        started = self.frame_index >= 0
-        for name in FIXED_PER_VIDEO:
-            if started and name in changes and changes[name] != getattr(self.config, name):
-                raise ConfigError(
-                    f"inference.{name}: cannot change in the middle of a video; call clear_memory() first"
-                )
-        config = dataclasses.replace(self.config, **changes)  # validates
-        self._amp_dtype = autocast_dtype(config.precision, self.device, "inference.precision")
-        self.config = config
+    def _settings_changed(self, config: InferenceConfig) -> None:
         if self.memory is not None:
             self.memory.config = config
-
-    @property
-    def object_ids(self) -> list[int]:
-        return list(self.objects.ids)
-
-    # ------------------------------------------------------------------ public API
-    @torch.inference_mode()
-    def step(
-        self,
-        image: Tensor,
-        mask: Optional[Tensor] = None,
-        objects: Optional[Sequence[int]] = None,
-        *,
-        end: bool = False,
-        permanent: bool = False,
-    ) -> FramePrediction:
-        """Process the next frame.
-
-        image: (3, H, W) RGB, float in [0, 1] or uint8, the size of the video's first frame. mask:
-        None, an index mask (H, W) of object ids (resized nearest-neighbour), or per-object soft masks
-        (n, H, W) with ``objects`` naming them (resized bilinearly). ``end``: the last frame (never
-        memorised). ``permanent``: memorise this frame permanently in both memories
-        (with a mask only). Returns the probabilities (K+1, H, W) of all objects tracked after this frame.
-        """
-        image = self._check_image(image)
-        height, width = image.shape[-2:]
-        self.frame_index += 1
-        given: Optional[Tensor] = None
-        given_ids: list[int] = []
-        if mask is not None:
-            given, given_ids = masks_from_input(mask.to(self.device), objects, (height, width))
-        size = internal_size(height, width, self.config.max_internal_size)
-        image = self._prepare(image.unsqueeze(0), size)[0]
-        if given is not None:
-            given = self._prepare(given.unsqueeze(0), size, nearest=mask is not None and mask.dim() == 2)[0]
-        views = torch.stack([image, image.flip(-1)]) if self.config.flip_aug else image.unsqueeze(0)
-
-        net = self.network
-        with autocast(self.device, self._amp_dtype):
-            stem = net.encode_stem(views)
-            known = list(self.objects.ids)
-            segment_now = bool(known) and (mask is None or any(o not in given_ids for o in known))
-            features: Optional[FrameFeatures] = None
-            keys: Optional[tuple[Tensor, Tensor, Tensor]] = None
-            if self.memory is None:
-                prob = self._segment_per_object(stem) if segment_now and len(self.spatial_memory) else None
-            else:
-                features = net.associate(stem, self._association_context())
-                keys = self._keys(features.f16)
-                key, _, selection = keys
-                prob = self._segment(features, key, selection) if segment_now else None
-            if prob is None:
-                prob = _background_only(len(known), image.shape[-2:], image)
-            new_ids: list[int] = []
-            if given is not None:
-                new_ids = self.objects.add(given_ids)
-                prob = self._merge_given(prob, given, given_ids)
-                if new_ids:
-                    self._context = None  # the reference masks gain channels
-
-            memorise = self._should_memorise(prob, mask is not None, end)
-            if memorise:
-                pin = permanent and mask is not None
-                self._memorise(views, stem, features, keys, self._as_views(prob[1:]), new_ids, pin)
-
-        prob = unpad(prob, self._pads)
-        if prob.shape[-2:] != (height, width):
-            prob = F.interpolate(prob.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False)[0]
-        return FramePrediction(prob.float(), self.object_ids, memorise)
 
     def remove_objects(self, object_ids: Sequence[int]) -> None:
         """Stop tracking ``object_ids`` and purge them from both memories (a frame pinned only as
@@ -198,36 +93,37 @@ class STMAVideoProcessor:
         self.spatial_memory.remove_objects(ids)
         self._context = None
 
-    # ------------------------------------------------------------------ input
-    def _check_image(self, image: Tensor) -> Tensor:
-        if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"STMAVideoProcessor.step: image must be (3, H, W), got {tuple(image.shape)}")
-        size = (image.shape[1], image.shape[2])
-        if self.frame_size is None:
-            self.frame_size = size
-        elif size != self.frame_size:
-            raise ValueError(
-                f"STMAVideoProcessor.step: frame size changed within the video ({size[0]}x{size[1]} after "
-                f"{self.frame_size[0]}x{self.frame_size[1]}); resize the frames or call clear_memory() first"
-            )
-        if image.dtype == torch.uint8:
-            image = image.float() / 255
-        elif not image.is_floating_point():
-            raise ValueError(f"STMAVideoProcessor.step: image must be float in [0, 1] or uint8, got {image.dtype}")
-        return image.to(self.device, torch.float32)
+    # ------------------------------------------------------------------ steps
+    def _process(
+        self, views: Tensor, given: Optional[Tensor], given_ids: list[int], *, end: bool, permanent: bool
+    ) -> tuple[Tensor, bool]:
+        net = self.network
+        stem = net.encode_stem(views)
+        known = list(self.objects.ids)
+        segment_now = bool(known) and (given is None or any(o not in given_ids for o in known))
+        features: Optional[FrameFeatures] = None
+        keys: Optional[tuple[Tensor, Tensor, Tensor]] = None
+        if self.memory is None:
+            prob = self._segment_per_object(stem) if segment_now and len(self.spatial_memory) else None
+        else:
+            features = net.associate(stem, self._association_context())
+            keys = self._keys(features.f16)
+            key, _, selection = keys
+            prob = self._segment(features, key, selection) if segment_now else None
+        if prob is None:
+            prob = background_only(len(known), views.shape[-2:], views)
+        new_ids: list[int] = []
+        if given is not None:
+            new_ids = self.objects.add(given_ids)
+            prob = self._merge_given(prob, given, given_ids)
+            if new_ids:
+                self._context = None  # the reference masks gain channels
 
-    def _prepare(self, x: Tensor, size: tuple[int, int], nearest: bool = False) -> Tensor:
-        """Resize (1, C, H, W) to ``size`` (bilinear, antialiased; ``nearest``: nearest-neighbour with
-        pixel centres aligned, for binary masks) and pad; the first call fixes the padding."""
-        if tuple(x.shape[-2:]) != size:
-            if nearest:
-                x = F.interpolate(x, size=size, mode="nearest-exact")
-            else:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x, pads = pad_to_multiple(x, self.network.cfg.pad_multiple)
-        if self.padded_size is None:
-            self.padded_size, self._pads = (x.shape[-2], x.shape[-1]), pads
-        return x
+        memorise = self._should_memorise(prob, given is not None, end)
+        if memorise:
+            pin = permanent and given is not None
+            self._memorise(views, stem, features, keys, self._as_views(prob[1:]), new_ids, pin)
+        return prob, memorise
 
     # ------------------------------------------------------------------ association and segmentation
     def _association_context(self) -> Optional[AssociationContext]:
@@ -296,39 +192,7 @@ class STMAVideoProcessor:
         _, prob = net.segment_per_object(_object_major(parts, tokens.shape[0]), num_objects)
         return self._merge_views(prob.float())
 
-    def _merge_views(self, prob: Tensor) -> Tensor:
-        """(V, K+1, H', W') -> (K+1, H', W'): the flipped view is flipped back and averaged in."""
-        if prob.shape[0] == 1:
-            return prob[0]
-        return (prob[0] + prob[1].flip(-1)) / 2
-
-    def _as_views(self, masks: Tensor) -> Tensor:
-        """(K, H', W') -> (V, K, H', W') with the flipped copy for the flipped view."""
-        return torch.stack([masks, masks.flip(-1)]) if self.config.flip_aug else masks.unsqueeze(0)
-
-    def _merge_given(self, prob: Tensor, given: Tensor, given_ids: list[int]) -> Tensor:
-        """prob (K_old+1, H', W') over the objects tracked before this frame; given (n, H', W') for
-        ``given_ids`` -> prob (K+1, H', W') over all objects tracked now: given objects replace their
-        prediction, every other object is zeroed where the given mask is foreground."""
-        num_old = prob.shape[0] - 1
-        objects = prob.new_zeros(len(self.objects), *prob.shape[-2:])
-        objects[:num_old] = prob[1:]
-        if given.shape[0]:
-            objects[:, given.sum(dim=0) > 0.5] = 0
-        for i, obj in enumerate(given_ids):
-            objects[self.objects.channel(obj)] = given[i]
-        return torch.softmax(soft_aggregate(objects.unsqueeze(0), dim=1), dim=1)[0]
-
     # ------------------------------------------------------------------ memorising
-    def _should_memorise(self, prob: Tensor, mask_given: bool, end: bool) -> bool:
-        if end or not len(self.objects):
-            return False
-        if mask_given:
-            return True
-        if self.frame_index - self.last_memory_index < self.config.mem_every:
-            return False
-        return self.config.memorise_empty_frames or bool((prob.argmax(dim=0) > 0).any())
-
     def _memorise(
         self,
         views: Tensor,
@@ -368,9 +232,3 @@ def _object_major(parts: list[FrameFeatures], views: int) -> FrameFeatures:
         pix_feat=join([p.pix_feat for p in parts]),
     )
 
-
-def _background_only(num_objects: int, size: torch.Size, like: Tensor) -> Tensor:
-    """(K+1, H, W) probabilities with everything on the background."""
-    prob = like.new_zeros(num_objects + 1, *size)
-    prob[0] = 1
-    return prob

@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_inputs import FIRST, H, W, images, index_mask
 
 from s3.config.inference import InferenceConfig
 from s3.config.validation import ConfigError
-from s3.inference.processor import VideoProcessor, internal_size, sensory_update_offsets
+from s3.inference.processor import VideoProcessor, sensory_update_offsets
+from s3.inference.streaming import internal_size
 from s3.model.aggregation import soft_aggregate
-
-H, W = 40, 56
-
-
-def images(n: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.rand(3, H, W, generator=g) for _ in range(n)]
-
-
-def index_mask(boxes: dict[int, tuple[int, int, int, int]]) -> torch.Tensor:
-    mask = torch.zeros(H, W, dtype=torch.int64)
-    for obj, (top, left, bottom, right) in boxes.items():
-        mask[top:bottom, left:right] = obj
-    return mask
-
-
-FIRST = index_mask({5: (2, 2, 20, 20), 17: (22, 30, 38, 54)})
 
 
 def test_sensory_update_offsets() -> None:

@@ -93,3 +93,15 @@ def test_gflop_counter_counts_the_fused_cpu_attention() -> None:
 def test_bad_settings_fail_naming_the_key(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         BenchmarkConfig(**overrides)
+
+
+def test_automatic_precisions_time_bf16_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3.run.benchmark as benchmark
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(benchmark, "has_native_bf16", lambda device: False)
+    assert benchmark.automatic_precisions(cpu) == ["fp32"]  # emulated bf16 is far slower than fp32
+    monkeypatch.setattr(benchmark, "has_native_bf16", lambda device: True)
+    assert benchmark.automatic_precisions(cpu) == ["fp32", "bf16"]
+    result = benchmark_from_config(compose("benchmark", [*TINY, "repeats=1"]))
+    assert [run.precision for run in result.runs] == ["fp32", "bf16"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_inputs import FIRST, H, W, images, index_mask
 from PIL import Image
 from stma_helpers import PER_OBJECT, tiny_network
 
@@ -22,23 +23,6 @@ from s3.stma.network import STMANetwork
 from s3.stma.processor import STMAVideoProcessor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-H, W = 40, 56  # padded to 48x64 inside: a 3x4 token grid
-
-
-def images(n: int, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.rand(3, H, W, generator=g) for _ in range(n)]
-
-
-def index_mask(boxes: dict[int, tuple[int, int, int, int]]) -> torch.Tensor:
-    mask = torch.zeros(H, W, dtype=torch.int64)
-    for obj, (top, left, bottom, right) in boxes.items():
-        mask[top:bottom, left:right] = obj
-    return mask
-
-
-FIRST = index_mask({5: (2, 2, 20, 20), 17: (22, 30, 38, 54)})
 
 
 @pytest.fixture(scope="module")
