@@ -102,6 +102,7 @@ class STMAConfig:
     spatial_memory_size: int = 3  # reference frames kept for STML at inference (first frame + latest)
     pad_multiple: int = 16  # inputs are zero-padded to this multiple (the network stride is 16)
     mask_encoder_weights: Optional[str] = None  # torchvision ResNet-18 state dict file
+    mask_encoder_width: int = 64  # channels of the ResNet-18 trunk's first stage (64: ResNet-18; tiny configs narrower)
     weights: Optional[str] = None  # a whole STMA checkpoint (our layout), loaded after the parts above
 
     def __post_init__(self) -> None:
@@ -114,8 +115,13 @@ class STMAConfig:
         self.stml.validate()
         check_choice("model.object_embed", self.object_embed, OBJECT_EMBEDS)
         check_choice("model.id_association", self.id_association, ID_ASSOCIATIONS)
-        for name in ("object_slots", "pixel_dim", "value_dim", "spatial_memory_size", "pad_multiple"):
+        for name in ("object_slots", "pixel_dim", "value_dim", "spatial_memory_size", "pad_multiple", "mask_encoder_width"):
             check_positive(f"model.{name}", getattr(self, name))
+        if self.mask_encoder_weights and self.mask_encoder_width != 64:
+            raise ConfigError(
+                f"model.mask_encoder_weights: ResNet-18 weights need model.mask_encoder_width=64, "
+                f"got {self.mask_encoder_width}"
+            )
         if self.key_dim is not None:
             check_positive("model.key_dim", self.key_dim)
         if len(self.decoder_dims) != 3 or any(d < 1 for d in self.decoder_dims):

@@ -110,7 +110,11 @@ class STMANetwork(nn.Module):
         self.pix_feat_proj = nn.Conv2d(dim, cfg.pixel_dim, 1)
         self.key_proj = KeyProjection(dim, cfg.pixel_dim, cfg.key_dim) if memory and cfg.key_dim else None
         # No sensory memory in STMA: the encoder gets an empty sensory tensor and never updates it.
-        self.mask_encoder = MaskEncoder(cfg.pixel_dim, cfg.value_dim, 0, deep_update=False) if memory else None
+        self.mask_encoder = (
+            MaskEncoder(cfg.pixel_dim, cfg.value_dim, 0, deep_update=False, width=cfg.mask_encoder_width)
+            if memory
+            else None
+        )
         self.pixel_fuser = (
             GroupFeatureFusionBlock(cfg.pixel_dim, cfg.value_dim, cfg.decoder_dims[0]) if memory else None
         )

@@ -74,6 +74,11 @@ def test_the_schema_defaults_are_the_paper_model() -> None:
         ("model.pixel_dim=0", r"^model\.pixel_dim must be > 0"),
         ("model.object_slots=0", r"^model\.object_slots must be > 0"),
         ("model.spatial_memory_size=0", r"^model\.spatial_memory_size must be > 0"),
+        ("model.mask_encoder_width=0", r"^model\.mask_encoder_width must be > 0"),
+        (
+            "model.mask_encoder_width=16 model.mask_encoder_weights=r18.pth",
+            r"^model\.mask_encoder_weights: ResNet-18 weights need model\.mask_encoder_width=64, got 16$",
+        ),
         ("model.pad_multiple=24", r"^model\.pad_multiple=24 must be a multiple of the network stride 16$"),
         ("model.decoder_dims=[256,128]", r"^model\.decoder_dims=\[256, 128\] must hold 3 positive widths"),
         ("model.arch=s3", r"^model\.arch='s3': the STMA schema needs 'stma'$"),
@@ -83,7 +88,7 @@ def test_the_schema_defaults_are_the_paper_model() -> None:
 )
 def test_every_bad_value_fails_early_naming_its_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        with_overrides("stma_convvitb", [override])
+        with_overrides("stma_convvitb", override.split())
     assert "\n" not in str(err.value)
 
 

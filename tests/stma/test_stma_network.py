@@ -4,6 +4,8 @@ change nothing and never give NaN, every switch runs, and every parameter learns
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,7 @@ from stma_helpers import (
     tiny_network,
 )
 
+from s3.config import load_model_config
 from s3.stma.network import STMANetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -259,3 +262,15 @@ def test_aggregation_is_soft_aggregation_and_keeps_its_gradient_when_saturated()
 
     _, prob = STMANetwork._aggregate(torch.randn(1, 3, 2, 2), torch.tensor([[1.0, 0.0, 1.0]]))
     assert prob[:, 2].max() == 0 and torch.isfinite(prob).all()
+
+
+def test_mask_encoder_width_sets_the_trunk() -> None:
+    """``model.mask_encoder_width``: a narrow ResNet-18 trunk (16/32/64 channels) or ResNet-18's own
+    64/128/256, which every named STMA config keeps."""
+    for width in (16, 64):
+        cfg = dataclasses.replace(load_model_config("stma_tiny"), mask_encoder_width=width)
+        with torch.device("meta"):
+            net = STMANetwork(cfg)
+        assert net.mask_encoder is not None and net.mask_encoder.layer3[0].conv1.out_channels == 4 * width
+    assert load_model_config("stma_tiny").mask_encoder_width == 64
+    assert load_model_config("stma_convvitb").mask_encoder_width == 64
