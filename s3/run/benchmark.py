@@ -121,25 +121,19 @@ def gemm_probe(device: torch.device, dtypes: Sequence[torch.dtype], size: int = 
     2048^3 product can take a minute."""
     rates = {}
     for dtype in dtypes:
+        label, n, tries = str(dtype).removeprefix("torch."), size, repeats
         if dtype == torch.bfloat16 and not has_native_bf16(device):
-            a = torch.randn(512, 512, device=device).to(dtype)
-            a @ a
-            synchronize(device)
-            start = time.perf_counter()
-            a @ a
-            synchronize(device)
-            rates["bfloat16 (emulated, 512^3)"] = 2 * 512**3 / (time.perf_counter() - start) / 1e9
-            continue
-        a = torch.randn(size, size, device=device).to(dtype)
-        b = torch.randn(size, size, device=device).to(dtype)
+            label, n, tries = "bfloat16 (emulated, 512^3)", 512, 1
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
         best = float("inf")
-        for _ in range(repeats + 1):  # the first product warms the kernels up
+        for _ in range(tries + 1):  # the first product warms the kernels up
             synchronize(device)
             start = time.perf_counter()
             a @ b
             synchronize(device)
             best = min(best, time.perf_counter() - start)
-        rates[str(dtype).removeprefix("torch.")] = 2 * size**3 / best / 1e9
+        rates[label] = 2 * n**3 / best / 1e9
     return rates
 
 
