@@ -113,10 +113,10 @@ class StemOutput:
 
 
 def _init_transformer_weights(module: nn.Module) -> None:
-    """Linear layers: truncated normal (std 0.02), zero bias; LayerNorms: ones and zeros."""
+    """Linear layers: Xavier-uniform, zero bias; LayerNorms: ones and zeros (MAE's pre-training init)."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)

@@ -53,9 +53,10 @@ class Memory:
     value: Tensor  # (B, N, CV, M)
 
 
-def memorise(net: STMANetwork, images: Tensor, masks: Tensor) -> Memory:
+def memorise(net: STMANetwork, images: Tensor, masks: Tensor, object_valid: Optional[Tensor] = None) -> Memory:
     """Encode frames (T, B, 3, H, W) with their masks (T, B, N, H, W) into both memories, each
-    frame associated with the frames before it (the first with none)."""
+    frame associated with the frames before it (the first with none); object_valid (B, N) bool
+    marks the real slots (None: all real)."""
     tokens, keys, shrinkages, values = [], [], [], []
     for t in range(images.shape[0]):
         stem = net.encode_stem(images[t])
@@ -68,7 +69,7 @@ def memorise(net: STMANetwork, images: Tensor, masks: Tensor) -> Memory:
                 None if shrinkages[0] is None else torch.cat(shrinkages, -1),
                 torch.cat(values, -1),
             )
-            context = frame_context(net, memory)
+            context = frame_context(net, memory, object_valid)
         features = net.associate(stem, context)
         key, shrinkage, _ = net.transform_key(features.f16)
         tokens.append(stem.tokens)

@@ -125,7 +125,9 @@ def test_an_empty_slot_changes_nothing_and_gives_no_nan(net: STMANetwork) -> Non
     valid = torch.tensor([[True, True, False]])
     with torch.no_grad():
         _, prob, _ = segment_frame(net, images[2], memorise(net, images[:2], masks[:2]))
-        logits3, prob3, _ = segment_frame(net, images[2], memorise(net, images[:2], padded[:2]), object_valid=valid)
+        logits3, prob3, _ = segment_frame(
+            net, images[2], memorise(net, images[:2], padded[:2], valid), object_valid=valid
+        )
     assert torch.isfinite(logits3).all() and torch.isfinite(prob3).all()
     torch.testing.assert_close(prob3[:, :3], prob, atol=1e-5, rtol=0)
     assert prob3[:, 3].max() < 1e-5

@@ -172,8 +172,9 @@ def test_flip_chunking_and_size_settings(net: STMANetwork) -> None:
     small = processor(net, max_internal_size=20)
     out = small.step(frames[0], FIRST)
     assert small.padded_size == (32, 32) and out.probabilities.shape == (3, H, W)
-    bf16 = video(precision="bf16")
-    assert (bf16[-1].argmax(0) == plain[-1].argmax(0)).float().mean() > 0.9
+    bf16 = video(precision="bf16")  # a random network's probabilities are near ties: compare values, not argmax
+    assert not torch.equal(bf16[-1], plain[-1])
+    torch.testing.assert_close(bf16[-1], plain[-1], atol=1e-2, rtol=0)
 
 
 def test_settings_that_cannot_apply_are_refused(net: STMANetwork) -> None:
