@@ -73,7 +73,7 @@ def test_model_summary_and_benchmark_jobs_run_stma() -> None:
         compose("model_summary", ["model=stma_tiny", "frame_size=[64,96]", "num_objects=3", "threads=1"])
     )
     rows = {r.name: r for r in table.rows}
-    assert model_cfg.name == "stma_tiny" and rows["object_tokenizer"].output_shapes == ["(1, 3, 32)"]
+    assert model_cfg.name == "stma_tiny" and rows["object_tokenizer"].output_shapes == ["(1, 3, 96)"]
     result = benchmark_from_config(compose("benchmark", [
         "model=stma_tiny", "size=64", "aspect=1.5", "repeats=2", "warmup=1", "threads=1", "precisions=[fp32,bf16]",
         "gemm_probe=false", "profile=true",

@@ -41,7 +41,7 @@ def test_the_named_configs_compose() -> None:
     moco = stma_config("stma_vitb", ["model/stma_backbone=mocov3_vitb16"])
     assert moco.backbone.weights_format == "mocov3"
     tiny = stma_config("stma_tiny")
-    assert (tiny.backbone.widths, tiny.backbone.depths, tiny.backbone.num_heads) == ([16, 24, 32], [1, 1, 2], 2)
+    assert (tiny.backbone.widths, tiny.backbone.depths, tiny.backbone.num_heads) == ([32, 64, 96], [1, 1, 2], 3)
     assert (tiny.key_dim, tiny.value_dim, tiny.stml.objects, tiny.stml.references) == (16, 32, True, True)
 
 

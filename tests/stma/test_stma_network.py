@@ -93,7 +93,7 @@ def test_shapes_at_480x864(net: STMANetwork, num_objects: int, num_references: i
     )
     with torch.no_grad():
         logits, prob, features = segment_frame(net, image, memory)
-        assert features.f16.shape == (1, dim, 30, 54) and features.f4.shape == (1, 16, 120, 216)
+        assert features.f16.shape == (1, dim, 30, 54) and features.f4.shape == (1, cfg.backbone.widths[0], 120, 216)
         assert logits.shape == prob.shape == (1, n + 1, big_h, big_w) and torch.isfinite(logits).all()
         if n == 1:
             assert net.encode_mask(image, features.pix_feat, prob[:, 1:]).shape == (1, 1, cfg.value_dim, 30, 54)
@@ -195,7 +195,8 @@ def test_per_object_association_shapes_and_equivariance() -> None:
         tokens = torch.stack([variant.encode_stem(images[t]).tokens for t in range(2)], dim=1)
         stem = variant.encode_stem(images[2])
         features = variant.associate_per_object(stem, tokens, reference_masks)
-        assert features.f16.shape == (3, 32, h, w) and features.pix_feat.shape == (3, 32, h, w)
+        dim = variant.pixel_encoder.embed_dim
+        assert features.f16.shape == (3, dim, h, w) and features.pix_feat.shape == (3, variant.cfg.pixel_dim, h, w)
         logits, prob = variant.segment_per_object(features, 3)
         permuted = variant.segment_per_object(
             variant.associate_per_object(stem, tokens, reference_masks[:, :, order]), 3
@@ -248,8 +249,9 @@ def test_aggregation_is_soft_aggregation_and_keeps_its_gradient_when_saturated()
     still gets a gradient, and an empty slot's probability is exactly 0."""
     from s3.model.aggregation import soft_aggregate
 
-    x = torch.randn(2, 3, 4, 5) * 4
+    x = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * 2  # |x| < 8
     logits, prob = STMANetwork._aggregate(x, None)
+    # (beyond, the fp32 reference loses digits: 1 - sigmoid(x) underflows its mantissa near |x| = 10)
     expected = F.interpolate(soft_aggregate(torch.sigmoid(x), dim=1), scale_factor=4, mode="bilinear")
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(prob, logits.softmax(1))
@@ -267,12 +269,12 @@ def test_aggregation_is_soft_aggregation_and_keeps_its_gradient_when_saturated()
 
 
 def test_mask_encoder_width_sets_the_trunk() -> None:
-    """``model.mask_encoder_width``: a narrow ResNet-18 trunk (16/32/64 channels) or ResNet-18's own
-    64/128/256, which every named STMA config keeps."""
+    """``model.mask_encoder_width``: a narrow ResNet-18 trunk (16/32/64 channels, ``stma_tiny``) or
+    ResNet-18's own 64/128/256, which the paper configs keep (its weights need it)."""
     for width in (16, 64):
         cfg = dataclasses.replace(load_model_config("stma_tiny"), mask_encoder_width=width)
         with torch.device("meta"):
             net = STMANetwork(cfg)
         assert net.mask_encoder is not None and net.mask_encoder.layer3[0].conv1.out_channels == 4 * width
-    assert load_model_config("stma_tiny").mask_encoder_width == 64
+    assert load_model_config("stma_tiny").mask_encoder_width == 16
     assert load_model_config("stma_convvitb").mask_encoder_width == 64

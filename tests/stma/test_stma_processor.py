@@ -12,7 +12,7 @@ import pytest
 import torch
 from engine_inputs import FIRST, H, W, images, index_mask
 from PIL import Image
-from stma_helpers import PER_OBJECT, tiny_network
+from stma_helpers import PER_OBJECT, stma_config, tiny_network
 
 from s3.config.inference import InferenceConfig, LongTermConfig
 from s3.config.validation import ConfigError
@@ -219,7 +219,7 @@ def test_ablations_change_what_the_engine_keeps() -> None:
     assert len(run(["model.stml.references=false"]).spatial_memory) == 0  # W/O Spatial Memory
     no_objects = run(["model.stml.objects=false"])  # W/O Obj
     assert no_objects._association_context().objects is None
-    assert run([])._association_context().objects.shape == (1, 2, 32)
+    assert run([])._association_context().objects.shape == (1, 2, stma_config().backbone.widths[-1])
     per_object = run(PER_OBJECT, chunk_size=1)  # W/O Temporal Memory
     assert per_object.memory is None and per_object.spatial_memory.frames[0].masks.shape == (1, 2, 48, 64)
     assert run(["model.spatial_memory_size=1"]).spatial_memory.frames[0].first_appearance_of == {5, 17}

@@ -21,7 +21,12 @@ from s3.stma.weights import load_backbone_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-WIDTHS, DEPTHS, HEADS = (16, 24, 32), (1, 1, 2), 2
+WIDTHS, DEPTHS, HEADS = (16, 24, 32), (1, 1, 2), 2  # a ConvViT smaller than stma_tiny's
+AT_TEST_WIDTHS = [  # stma_tiny with the ConvViT above
+    "model.backbone.widths=[16,24,32]",
+    "model.backbone.depths=[1,1,2]",
+    "model.backbone.num_heads=2",
+]
 DECODER_DIM = 8
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -190,7 +195,7 @@ def save(obj: object, path: Path) -> str:
 def test_convmae_checkpoint_reproduces_the_convmae_forward(tmp_path: Path) -> None:
     sd = convmae_checkpoint()
     path = save({"model": sd}, tmp_path / "convmae_base.pth")
-    net = build_stma_network(stma_config("stma_tiny", [f"model.backbone.weights={path}"])).eval()
+    net = build_stma_network(stma_config("stma_tiny", [*AT_TEST_WIDTHS, f"model.backbone.weights={path}"])).eval()
     image = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))  # the 14x14 pre-training grid
     with torch.no_grad():
         features = net.associate(net.encode_stem(image))
@@ -243,12 +248,13 @@ def test_mask_encoder_resnet18_and_whole_checkpoint_load(tmp_path: Path) -> None
     torch.manual_seed(0)
     r18 = resnet18(weights=None).state_dict()
     r18_path = save(r18, tmp_path / "resnet18.pth")
-    net = build_stma_network(stma_config("stma_tiny", [f"model.mask_encoder_weights={r18_path}"]))
+    full_width = "model.mask_encoder_width=64"  # ResNet-18's own trunk (stma_tiny's is narrower)
+    net = build_stma_network(stma_config("stma_tiny", [full_width, f"model.mask_encoder_weights={r18_path}"]))
     assert torch.equal(net.mask_encoder.conv1.weight[:, :3], r18["conv1.weight"])
     assert torch.equal(net.mask_encoder.layer3[1].conv2.weight, r18["layer3.1.conv2.weight"])
     whole = save({"weights": net.state_dict()}, tmp_path / "stma.pth")
     torch.manual_seed(1)
-    again = build_stma_network(stma_config("stma_tiny", [f"model.weights={whole}"]))
+    again = build_stma_network(stma_config("stma_tiny", [full_width, f"model.weights={whole}"]))
     for name, tensor in net.state_dict().items():
         assert torch.equal(again.state_dict()[name], tensor), name
 
@@ -266,7 +272,9 @@ def test_missing_and_unreadable_files_name_the_key(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pth"
     garbage.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match=r"^model\.mask_encoder_weights: cannot read ") as err:
-        build_stma_network(stma_config("stma_tiny", [f"model.mask_encoder_weights={garbage}"]))
+        build_stma_network(
+            stma_config("stma_tiny", ["model.mask_encoder_width=64", f"model.mask_encoder_weights={garbage}"])
+        )
     one_line(err)
     with pytest.raises(CheckpointError, match=r"^model\.weights: file not found") as err:
         build_stma_network(stma_config("stma_tiny", [f"model.weights={tmp_path / 'none.pth'}"]))
@@ -309,5 +317,7 @@ def test_the_wrong_layout_or_format_is_refused(tmp_path: Path) -> None:
         CheckpointError,
         match=r"^model\.mask_encoder_weights \(.*r18\.pth\): load_resnet18_state_dict: not a compatible",
     ) as err:
-        build_stma_network(stma_config("stma_tiny", [f"model.mask_encoder_weights={bad_resnet}"]))
+        build_stma_network(
+            stma_config("stma_tiny", ["model.mask_encoder_width=64", f"model.mask_encoder_weights={bad_resnet}"])
+        )
     one_line(err)
