@@ -99,6 +99,9 @@ class OptimizerConfig:
     # the paper gives none
     lr_step_fractions: list[float] = field(default_factory=lambda: [0.8, 0.92])
     lr_gamma: float = 0.1
+    # linear warm-up: iteration i (from 0) runs at lr * min(1, (i + 1) / warmup_iterations), on top of
+    # the steps; 0 (paper, reference): none
+    warmup_iterations: int = 0
     clip_grad_norm: float = 3.0  # global L2 norm after unscaling; <= 0 disables clipping
 
     def validate(self, key: str) -> None:
@@ -110,6 +113,8 @@ class OptimizerConfig:
             raise ConfigError(f"{key}: weight_decay and embedding_weight_decay must be >= 0")
         if self.adam_eps is not None:
             check_positive(f"{key}.adam_eps", self.adam_eps)
+        if self.warmup_iterations < 0:
+            raise ConfigError(f"{key}.warmup_iterations must be >= 0, got {self.warmup_iterations}")
         fractions = list(self.lr_step_fractions)
         if self.lr_schedule == "constant" and fractions:
             raise ConfigError(f"{key}.lr_step_fractions={fractions} must be empty for lr_schedule=constant")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 from torch.optim import AdamW
-from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
 
 from s3.config.train import OptimizerConfig
 
@@ -81,5 +81,15 @@ def build_optimizer(network: nn.Module, cfg: OptimizerConfig, amp: bool) -> Adam
 def build_scheduler(optimizer: AdamW, cfg: OptimizerConfig, num_iterations: int) -> LRScheduler:
     """Per-iteration schedule of a stage of ``num_iterations``: ``step`` multiplies every group's lr
     by ``lr_gamma`` after ``round(num_iterations * f)`` iterations for each f of
-    ``lr_step_fractions``; ``constant`` keeps it (a step schedule without steps)."""
-    return MultiStepLR(optimizer, milestones=cfg.milestones(num_iterations), gamma=cfg.lr_gamma)
+    ``lr_step_fractions``; ``constant`` keeps it (a step schedule without steps). With
+    ``warmup_iterations`` W > 0, iteration i also runs at ``min(1, (i + 1) / W)`` of that lr."""
+    milestones = cfg.milestones(num_iterations)
+    if cfg.warmup_iterations == 0:
+        return MultiStepLR(optimizer, milestones=milestones, gamma=cfg.lr_gamma)
+    warmup, gamma = cfg.warmup_iterations, cfg.lr_gamma
+
+    def factor(iteration: int) -> float:
+        steps_passed = sum(iteration >= m for m in milestones)
+        return min(1.0, (iteration + 1) / warmup) * gamma**steps_passed
+
+    return LambdaLR(optimizer, factor)

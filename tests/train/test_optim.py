@@ -83,6 +83,15 @@ def test_step_schedule_steps_at_rounded_fractions_of_the_stage() -> None:
     assert learning_rates(constant, 5) == [1.0] * 5
 
 
+def test_warmup_ramps_linearly_then_follows_the_steps() -> None:
+    cfg = OptimizerConfig(lr=2.0, lr_step_fractions=[0.5], lr_gamma=0.1, warmup_iterations=4)
+    assert learning_rates(cfg, 8) == pytest.approx([0.5, 1.0, 1.5, 2.0, 0.2, 0.2, 0.2, 0.2])
+    long_warmup = OptimizerConfig(lr=1.0, lr_step_fractions=[0.5], lr_gamma=0.1, warmup_iterations=8)
+    assert learning_rates(long_warmup, 6) == pytest.approx([0.125, 0.25, 0.375, 0.05, 0.0625, 0.075])
+    with pytest.raises(ConfigError, match=r"^train\.stages\.0\.optim\.warmup_iterations must be >= 0, got -1$"):
+        OptimizerConfig(warmup_iterations=-1).validate("train.stages.0.optim")
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
