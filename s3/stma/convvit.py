@@ -130,12 +130,22 @@ def _check_stride(image: Tensor, owner: str) -> None:
 
 class ConvViT(nn.Module):
     """ConvViT-B: ``patch_embed1`` (4x4) -> ``blocks1`` -> ``patch_embed2`` (2x2) -> ``blocks2`` ->
-    ``patch_embed3`` (2x2) -> ``patch_embed4`` (Linear) + sin-cos table -> ``blocks`` -> ``norm``."""
+    ``patch_embed3`` (2x2) -> ``patch_embed4`` (Linear) + sin-cos table -> ``blocks`` -> ``norm``.
 
-    def __init__(self, widths: Sequence[int], depths: Sequence[int], num_heads: int, mlp_ratio: float = 4.0) -> None:
+    ``position_scale`` multiplies the fixed table (1: ConvMAE; see ``STMABackboneConfig``)."""
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        depths: Sequence[int],
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        position_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         w4, w8, w16 = widths
         self.embed_dim = w16
+        self.position_scale = position_scale
         self.patch_embed1 = PatchMerge(3, w4, CONV_STAGE_PATCHES[0])
         self.blocks1 = nn.ModuleList(ConvBlock(w4, mlp_ratio) for _ in range(depths[0]))
         self.patch_embed2 = PatchMerge(w4, w8, CONV_STAGE_PATCHES[1])
@@ -159,7 +169,8 @@ class ConvViT(nn.Module):
         x = self.patch_embed3(f8)
         h, w = x.shape[-2:]
         tokens = self.patch_embed4(x.flatten(2).transpose(1, 2))
-        tokens = tokens + sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
+        table = sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
+        tokens = tokens + self.position_scale * table
         return StemOutput(tokens=tokens, grid=(h, w), f8=f8, f4=f4)
 
     def forward(self, image: Tensor) -> StemOutput:
@@ -180,11 +191,15 @@ class PatchEmbed(nn.Module):
 
 
 class PlainViT(nn.Module):
-    """ViT-B/16 without a class token: ``patch_embed`` + sin-cos table -> ``blocks`` -> ``norm``."""
+    """ViT-B/16 without a class token: ``patch_embed`` + sin-cos table (times ``position_scale``, 1 in
+    MAE) -> ``blocks`` -> ``norm``."""
 
-    def __init__(self, width: int, depth: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self, width: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, position_scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.embed_dim = width
+        self.position_scale = position_scale
         self.patch_embed = PatchEmbed(width)
         self.blocks = nn.ModuleList(AssociationBlock(width, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=TRANSFORMER_LN_EPS)
@@ -197,7 +212,8 @@ class PlainViT(nn.Module):
         x = self.patch_embed(image)
         h, w = x.shape[-2:]
         tokens = x.flatten(2).transpose(1, 2)
-        tokens = tokens + sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
+        table = sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
+        tokens = tokens + self.position_scale * table
         return StemOutput(tokens=tokens, grid=(h, w), f8=None, f4=None)
 
     def forward(self, image: Tensor) -> StemOutput:

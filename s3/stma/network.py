@@ -63,8 +63,8 @@ Backbone = Union[ConvViT, PlainViT]
 def build_backbone(cfg: STMAConfig) -> Backbone:
     b = cfg.backbone
     if b.type == "convvit":
-        return ConvViT(b.widths, b.depths, b.num_heads, b.mlp_ratio)
-    return PlainViT(b.widths[0], b.depths[0], b.num_heads, b.mlp_ratio)
+        return ConvViT(b.widths, b.depths, b.num_heads, b.mlp_ratio, b.position_scale)
+    return PlainViT(b.widths[0], b.depths[0], b.num_heads, b.mlp_ratio, b.position_scale)
 
 
 @dataclass

@@ -159,6 +159,8 @@ def test_nested_dataclasses_validate_on_their_own() -> None:
         STMABackboneConfig(type="resnet").validate()
     with pytest.raises(ConfigError, match=r"^model\.backbone\.widths\[-1\]=30 must be a multiple of 4"):
         STMABackboneConfig(widths=[16, 24, 30], num_heads=2).validate()
+    with pytest.raises(ConfigError, match=r"^model\.backbone\.position_scale must be >= 0, got -1\.0$"):
+        STMABackboneConfig(position_scale=-1.0).validate()
 
 
 def test_the_s3_model_group_still_composes() -> None:

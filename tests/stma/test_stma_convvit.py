@@ -44,6 +44,22 @@ def test_the_stem_adds_the_table_of_the_actual_grid(one_thread: None) -> None:
     torch.testing.assert_close(tokens - patches, reference_sincos_table(3, 5, 32).unsqueeze(0), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("scale", [0.0, 0.25])
+def test_position_scale_multiplies_the_table(one_thread: None, scale: float) -> None:
+    image = torch.randn(1, 3, 48, 80)
+    torch.manual_seed(0)
+    plain = PlainViT(32, 1, 2, position_scale=scale)
+    patches = plain.patch_embed(image).flatten(2).transpose(1, 2)
+    expected = scale * reference_sincos_table(3, 5, 32).unsqueeze(0)
+    torch.testing.assert_close(plain.stem(image).tokens - patches, expected, atol=1e-6, rtol=0)
+    torch.manual_seed(0)
+    full = ConvViT([16, 24, 32], [1, 1, 1], 2).stem(image).tokens
+    torch.manual_seed(0)
+    scaled = ConvViT([16, 24, 32], [1, 1, 1], 2, position_scale=scale).stem(image).tokens
+    missing = (1 - scale) * reference_sincos_table(3, 5, 32).unsqueeze(0)
+    torch.testing.assert_close(full - scaled, missing, atol=1e-5, rtol=0)
+
+
 def test_inputs_must_be_multiples_of_16() -> None:
     backbone = ConvViT([16, 24, 32], [1, 1, 1], 2)
     with pytest.raises(ValueError, match=r"ConvViT: expected \(B, 3, H, W\) with H, W multiples of 16"):

@@ -22,10 +22,11 @@ from s3.stma.weights import load_backbone_weights
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 WIDTHS, DEPTHS, HEADS = (16, 24, 32), (1, 1, 2), 2  # a ConvViT smaller than stma_tiny's
-AT_TEST_WIDTHS = [  # stma_tiny with the ConvViT above
+AT_TEST_WIDTHS = [  # stma_tiny with the ConvViT above, position table at ConvMAE's scale
     "model.backbone.widths=[16,24,32]",
     "model.backbone.depths=[1,1,2]",
     "model.backbone.num_heads=2",
+    "model.backbone.position_scale=1.0",
 ]
 DECODER_DIM = 8
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
