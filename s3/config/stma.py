@@ -39,7 +39,7 @@ class STMABackboneConfig:
     num_heads: int = 12
     mlp_ratio: float = 4.0
     # multiplies the fixed sin-cos position table added to the stride-16 tokens (ConvMAE, MAE: 1). A
-    # narrow model trained from scratch keeps its keys mostly position with 1 (stma_tiny: 0.25)
+    # narrow model trained from scratch keeps its keys mostly position with 1 (stma_tiny: 0.1)
     position_scale: float = 1.0
     weights: Optional[str] = None  # local checkpoint file; None = train from scratch (Table 2 "Scratch")
     weights_format: str = "convmae"  # convmae (convvit) | mae | mocov3 (vit)

@@ -112,6 +112,12 @@ class StemOutput:
     f4: Optional[Tensor]  # (B, C4, H/4, W/4) ConvViT stage 1, None for the plain ViT
 
 
+def _add_position_table(tokens: Tensor, height: int, width: int, scale: float) -> Tensor:
+    """tokens (B, height * width, C), row-major -> tokens + scale * the sin-cos table of that grid."""
+    table = sincos_position_table(height, width, tokens.shape[-1], tokens.device).to(tokens.dtype)
+    return tokens + scale * table
+
+
 def _init_transformer_weights(module: nn.Module) -> None:
     """Linear layers: Xavier-uniform, zero bias; LayerNorms: ones and zeros (MAE's pre-training init)."""
     for m in module.modules():
@@ -169,9 +175,7 @@ class ConvViT(nn.Module):
         x = self.patch_embed3(f8)
         h, w = x.shape[-2:]
         tokens = self.patch_embed4(x.flatten(2).transpose(1, 2))
-        table = sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
-        tokens = tokens + self.position_scale * table
-        return StemOutput(tokens=tokens, grid=(h, w), f8=f8, f4=f4)
+        return StemOutput(tokens=_add_position_table(tokens, h, w, self.position_scale), grid=(h, w), f8=f8, f4=f4)
 
     def forward(self, image: Tensor) -> StemOutput:
         """The per-frame part, :meth:`stem` (the transformer ``blocks`` run inside STML)."""
@@ -212,9 +216,7 @@ class PlainViT(nn.Module):
         x = self.patch_embed(image)
         h, w = x.shape[-2:]
         tokens = x.flatten(2).transpose(1, 2)
-        table = sincos_position_table(h, w, self.embed_dim, tokens.device).to(tokens.dtype)
-        tokens = tokens + self.position_scale * table
-        return StemOutput(tokens=tokens, grid=(h, w), f8=None, f4=None)
+        return StemOutput(tokens=_add_position_table(tokens, h, w, self.position_scale), grid=(h, w), f8=None, f4=None)
 
     def forward(self, image: Tensor) -> StemOutput:
         """The per-frame part, :meth:`stem` (the transformer ``blocks`` run inside STML)."""

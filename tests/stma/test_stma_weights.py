@@ -28,6 +28,7 @@ AT_TEST_WIDTHS = [  # stma_tiny with the ConvViT above, position table at ConvMA
     "model.backbone.num_heads=2",
     "model.backbone.position_scale=1.0",
 ]
+FULL_WIDTH = "model.mask_encoder_width=64"  # ResNet-18's own trunk (stma_tiny's is narrower)
 DECODER_DIM = 8
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -249,13 +250,12 @@ def test_mask_encoder_resnet18_and_whole_checkpoint_load(tmp_path: Path) -> None
     torch.manual_seed(0)
     r18 = resnet18(weights=None).state_dict()
     r18_path = save(r18, tmp_path / "resnet18.pth")
-    full_width = "model.mask_encoder_width=64"  # ResNet-18's own trunk (stma_tiny's is narrower)
-    net = build_stma_network(stma_config("stma_tiny", [full_width, f"model.mask_encoder_weights={r18_path}"]))
+    net = build_stma_network(stma_config("stma_tiny", [FULL_WIDTH, f"model.mask_encoder_weights={r18_path}"]))
     assert torch.equal(net.mask_encoder.conv1.weight[:, :3], r18["conv1.weight"])
     assert torch.equal(net.mask_encoder.layer3[1].conv2.weight, r18["layer3.1.conv2.weight"])
     whole = save({"weights": net.state_dict()}, tmp_path / "stma.pth")
     torch.manual_seed(1)
-    again = build_stma_network(stma_config("stma_tiny", [full_width, f"model.weights={whole}"]))
+    again = build_stma_network(stma_config("stma_tiny", [FULL_WIDTH, f"model.weights={whole}"]))
     for name, tensor in net.state_dict().items():
         assert torch.equal(again.state_dict()[name], tensor), name
 
@@ -273,9 +273,7 @@ def test_missing_and_unreadable_files_name_the_key(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pth"
     garbage.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match=r"^model\.mask_encoder_weights: cannot read ") as err:
-        build_stma_network(
-            stma_config("stma_tiny", ["model.mask_encoder_width=64", f"model.mask_encoder_weights={garbage}"])
-        )
+        build_stma_network(stma_config("stma_tiny", [FULL_WIDTH, f"model.mask_encoder_weights={garbage}"]))
     one_line(err)
     with pytest.raises(CheckpointError, match=r"^model\.weights: file not found") as err:
         build_stma_network(stma_config("stma_tiny", [f"model.weights={tmp_path / 'none.pth'}"]))
@@ -318,7 +316,5 @@ def test_the_wrong_layout_or_format_is_refused(tmp_path: Path) -> None:
         CheckpointError,
         match=r"^model\.mask_encoder_weights \(.*r18\.pth\): load_resnet18_state_dict: not a compatible",
     ) as err:
-        build_stma_network(
-            stma_config("stma_tiny", ["model.mask_encoder_width=64", f"model.mask_encoder_weights={bad_resnet}"])
-        )
+        build_stma_network(stma_config("stma_tiny", [FULL_WIDTH, f"model.mask_encoder_weights={bad_resnet}"]))
     one_line(err)
