@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from s3.config import ConfigError, compose, load_model_config, to_model_config
-from s3.config.train import OptimizerConfig, to_train_config
+from s3.config.train import OptimizerConfig, TrainConfig, to_train_config
 from s3.model.network import S3Network
 from s3.train.optim import SUMMARY_TO_QUERY_WEIGHTS, build_optimizer, build_scheduler, parameter_groups
 
@@ -109,6 +111,13 @@ def test_bad_optimiser_settings_name_the_key(override: dict, message: str) -> No
 def composed(*overrides: str) -> tuple:
     cfg = compose("train", list(overrides))
     return to_train_config(cfg.train), to_model_config(cfg.model)
+
+
+def test_every_train_setting_is_a_key_of_the_train_config() -> None:
+    # a TrainConfig field missing from configs/train.yaml could only be set with "+train.<key>"
+    keys = set(compose("train", []).train.keys())
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= keys
+    assert composed("train.compile=true")[0].compile
 
 
 def main_stage_values(*overrides: str) -> tuple:
