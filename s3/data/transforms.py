@@ -1,13 +1,18 @@
 """Joint augmentation of a training clip: one random draw per clip, shared by image and mask.
 
-The parameters are drawn from a caller-supplied ``numpy.random.Generator`` (never a global RNG)
-and applied with ``torchvision.transforms.v2.functional`` to a ``tv_tensors.Video`` (T, 3, H, W)
-and a ``tv_tensors.Mask`` (T, H, W) holding the whole clip, so every frame, image and mask alike,
-goes through exactly the same warp; masks are resampled nearest-neighbour, images bilinearly.
+The parameters are drawn from a caller-supplied ``numpy.random.Generator`` (never a global RNG).
 
-Order (Cutie's main-training recipe): horizontal flip -> rotation + shear (image fill = mean
-colour, mask fill = 0) -> random resized crop to a square -> colour jitter -> random grayscale
--> second colour jitter. A draw whose crop leaves the first frame without any object is redrawn.
+Order (Cutie's main-training recipe): horizontal flip -> rotation + shear about the frame centre
+(image fill = mean colour, mask fill = 0) -> random resized crop to a square -> colour jitter ->
+random grayscale -> second colour jitter. A draw whose crop leaves the first frame without any
+object is redrawn.
+
+The geometry is applied in one resampling at the output size: for every output pixel the composed
+inverse map (crop and resize, then the inverse rotation + shear, then the flip) gives the source
+position it reads, and every frame of the clip, image and mask alike, reads the same positions
+(masks nearest-neighbour, images bilinear after an antialiased shrink to about the output's scale).
+Warping the whole frame first and cropping after, as torchvision's transforms in sequence do,
+gives the same geometry but costs several times more where the crop is much smaller than the frame.
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import InterpolationMode
+import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
 from s3.config.data import AugmentationConfig
@@ -114,32 +118,56 @@ class ClipAugmentation:
             crop = (0, 0, height, width)
         return GeometryDraw(flip=flip, angle=angle, shear=shear, crop=crop)
 
-    def warp_masks(self, labels: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
-        """Apply the geometry to integer label maps (T, H, W), nearest-neighbour, fill 0."""
-        masks = tv_tensors.Mask(labels)
+    def source_positions(self, draw: GeometryDraw, height: int, width: int) -> torch.Tensor:
+        """(S, S, 2) float64 (x, y): where in the original (height, width) frame every output pixel
+        of the S x S crop reads, pixel centres at integer positions."""
+        size = self.crop_size
+        top, left, crop_h, crop_w = draw.crop
+        centres = torch.arange(size, dtype=torch.float64) + 0.5
+        ys, xs = torch.meshgrid(top + centres * (crop_h / size), left + centres * (crop_w / size), indexing="ij")
+        if self.cfg.affine:  # undo p' = R(angle) @ Shear(shear) @ p about the frame centre (y down)
+            angle, shear = math.radians(draw.angle), math.radians(draw.shear)
+            forward = torch.tensor(
+                [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], dtype=torch.float64
+            ) @ torch.tensor([[1.0, -math.tan(shear)], [0.0, 1.0]], dtype=torch.float64)
+            inverse = torch.linalg.inv(forward)
+            dx, dy = xs - width / 2, ys - height / 2
+            xs = inverse[0, 0] * dx + inverse[0, 1] * dy + width / 2
+            ys = inverse[1, 0] * dx + inverse[1, 1] * dy + height / 2
+        xs, ys = xs - 0.5, ys - 0.5  # continuous edges -> pixel-centre positions
         if draw.flip:
-            masks = F.horizontal_flip(masks)
-        if self.cfg.affine:
-            masks = F.affine(masks, angle=draw.angle, translate=[0, 0], scale=1.0, shear=[draw.shear, 0.0], fill=0)
-        masks = F.crop(masks, *draw.crop)
-        masks = F.resize(masks, [self.crop_size, self.crop_size], interpolation=InterpolationMode.NEAREST_EXACT)
-        return masks.as_subclass(torch.Tensor)
+            xs = (width - 1) - xs
+        return torch.stack([xs, ys], dim=-1)
+
+    def warp_masks(self, labels: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
+        """Apply the geometry to integer label maps (T, H, W): nearest-neighbour, 0 outside the frame."""
+        height, width = labels.shape[-2:]
+        positions = torch.floor(self.source_positions(draw, height, width) + 0.5).long()
+        xs, ys = positions.unbind(-1)
+        inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+        picked = labels[:, ys.clamp(0, height - 1), xs.clamp(0, width - 1)]
+        return torch.where(inside, picked, torch.zeros((), dtype=labels.dtype))
 
     def warp_frames(self, frames: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
-        """Apply the geometry to float frames (T, 3, H, W), bilinear, fill = mean colour."""
-        video = tv_tensors.Video(frames)
-        if draw.flip:
-            video = F.horizontal_flip(video)
-        if self.cfg.affine:
-            video = F.affine(
-                video, angle=draw.angle, translate=[0, 0], scale=1.0, shear=[draw.shear, 0.0],
-                interpolation=InterpolationMode.BILINEAR, fill=self.fill,
-            )
-        video = F.resized_crop(
-            video, *draw.crop, size=[self.crop_size, self.crop_size],
-            interpolation=InterpolationMode.BILINEAR, antialias=True,
+        """Apply the geometry to float frames (T, 3, H, W): bilinear, the fill colour outside the frame.
+
+        A crop larger than the output is first shrunk (antialiased) by the mean of its two scale
+        factors, so that the bilinear read does not alias."""
+        height, width = frames.shape[-2:]
+        positions = self.source_positions(draw, height, width)
+        grid = torch.stack(  # normalised, align_corners=False: independent of the shrunk size
+            [(positions[..., 0] + 0.5) * (2 / width) - 1, (positions[..., 1] + 0.5) * (2 / height) - 1], dim=-1
+        ).to(frames.dtype)
+        shrink = self.crop_size / math.sqrt(draw.crop[2] * draw.crop[3])
+        if shrink < 1:
+            size = (max(1, round(height * shrink)), max(1, round(width * shrink)))
+            frames = nnf.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
+        fill = torch.tensor(self.fill, dtype=frames.dtype).view(1, 3, 1, 1)
+        warped = nnf.grid_sample(
+            frames - fill, grid.expand(frames.shape[0], -1, -1, -1), mode="bilinear", padding_mode="zeros",
+            align_corners=False,
         )
-        return video.as_subclass(torch.Tensor)
+        return warped + fill
 
     def recolour(self, frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Colour jitter, random grayscale, second jitter (clip-wide unless configured per frame)."""

@@ -10,7 +10,7 @@ import torch
 
 from s3.config.data import AugmentationConfig
 from s3.data.paste import paste_clip
-from s3.data.transforms import ClipAugmentation, sample_crop
+from s3.data.transforms import ClipAugmentation, GeometryDraw, sample_crop
 
 # label -> RGB; the fill colour of warped-in pixels decodes to background, like the mask fill
 COLOURS = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255)}
@@ -100,6 +100,55 @@ def test_flip_only_matches_a_mirrored_resize() -> None:
         assert flipped or torch.equal(out_labels, squash)
         outcomes.add(flipped)
     assert outcomes == {True, False}
+
+
+def torchvision_in_sequence(
+    frames: torch.Tensor, labels: torch.Tensor, draw: GeometryDraw, cfg: AugmentationConfig, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: torchvision's transforms one after the other on the whole frame (flip, rotation
+    + shear, crop, resize), as Cutie's recipe reads."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    video, masks = tv_tensors.Video(frames), tv_tensors.Mask(labels)
+    if draw.flip:
+        video, masks = F.horizontal_flip(video), F.horizontal_flip(masks)
+    affine = dict(angle=draw.angle, translate=[0, 0], scale=1.0, shear=[draw.shear, 0.0])
+    video = F.affine(video, **affine, interpolation=InterpolationMode.BILINEAR, fill=[v / 255 for v in cfg.fill])
+    masks = F.affine(masks, **affine, fill=0)
+    video = F.resized_crop(video, *draw.crop, size=[size, size], antialias=True)
+    masks = F.resize(F.crop(masks, *draw.crop), [size, size], interpolation=InterpolationMode.NEAREST_EXACT)
+    return video.as_subclass(torch.Tensor), masks.as_subclass(torch.Tensor)
+
+
+def test_one_resampling_matches_torchvision_transforms_in_sequence() -> None:
+    # smooth images and blobby labels: the composed warp reads what the sequential one does, bar
+    # nearest-neighbour ties on label boundaries (two nearest resamplings against one) and the
+    # order of the antialiasing
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand(3, 4, 12, 18, generator=generator)
+    frames = torch.nn.functional.interpolate(noise, size=(120, 180), mode="bicubic").clamp(0, 1).transpose(0, 1)
+    labels = (torch.nn.functional.interpolate(torch.rand(1, 4, 8, 12, generator=generator), size=(120, 180),
+                                              mode="bilinear")[0] * 4).long()
+    cfg = geometry_only()
+    augmentation = ClipAugmentation(cfg, crop_size=64)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        draw = augmentation.sample_geometry(120, 180, rng)
+        ref_frames, ref_labels = torchvision_in_sequence(frames, labels, draw, cfg, 64)
+        out_labels = augmentation.warp_masks(labels, draw)
+        out_frames = augmentation.warp_frames(frames, draw)
+        assert out_labels.shape == ref_labels.shape and out_frames.shape == ref_frames.shape
+        assert (out_labels == ref_labels).float().mean() > 0.95
+        ref_nearby = torch.nn.functional.max_pool2d(  # (T, 5, S, S): labels within the reference's 3x3
+            torch.nn.functional.one_hot(ref_labels, 5).permute(0, 3, 1, 2).float(), 3, stride=1, padding=1
+        )
+        assert ref_nearby.gather(1, out_labels[:, None]).mean() > 0.999  # disagreements are boundary ties
+        assert (out_frames - ref_frames).abs().mean() < 0.01
+    identity = GeometryDraw(flip=False, angle=0.0, shear=0.0, crop=(10, 20, 64, 64))  # 1:1 crop: exact copy
+    assert torch.equal(augmentation.warp_masks(labels, identity), labels[:, 10:74, 20:84])
+    assert torch.allclose(augmentation.warp_frames(frames, identity), frames[..., 10:74, 20:84], atol=1e-5)
 
 
 def test_same_generator_state_gives_the_same_clip() -> None:
