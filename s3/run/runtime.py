@@ -39,6 +39,14 @@ def select_device(name: str, local_rank: int = 0, key: str = "device") -> torch.
     return torch.device("cpu")
 
 
+def _set_determinism(deterministic: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, called only for a change: each call imports
+    ``torch._dynamo`` (about 2.5 s on the 2-core machine) even when nothing changes."""
+    current = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    if (deterministic, warn_only and deterministic) != (current[0], current[1] and current[0]):
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
 @contextmanager
 def process_runtime(
     device: str = "auto",
@@ -57,12 +65,16 @@ def process_runtime(
     chosen = select_device(device, local_rank, device_key)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
-    previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    previous_determinism = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    previous = (torch.get_num_threads(), torch.backends.cudnn.benchmark)
     joined = False
     try:
         if threads:
             torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=chosen.type == "cuda")
+        _set_determinism(deterministic, warn_only=chosen.type == "cuda")
         torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
         if world_size > 1 and not dist.is_initialized():
             dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo", init_method="env://")
@@ -72,5 +84,5 @@ def process_runtime(
         if joined and dist.is_initialized():
             dist.destroy_process_group()
         torch.set_num_threads(previous[0])
-        torch.use_deterministic_algorithms(previous[1])
-        torch.backends.cudnn.benchmark = previous[2]
+        _set_determinism(*previous_determinism)
+        torch.backends.cudnn.benchmark = previous[1]

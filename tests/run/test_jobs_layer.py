@@ -3,6 +3,8 @@ runtime, the one-line error handler and the typed job configs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,19 @@ def test_process_runtime_restores_the_torch_settings() -> None:
         assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
         assert (ctx.rank, ctx.world_size, ctx.device.type, ctx.is_main) == (0, 1, "cpu", True)
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_a_job_that_keeps_torch_determinism_does_not_load_dynamo() -> None:
+    # torch.use_deterministic_algorithms imports torch._dynamo (seconds) even when nothing changes
+    code = (
+        "import sys\n"
+        "from s3.run.runtime import process_runtime\n"
+        "with process_runtime('cpu', threads=1):\n"
+        "    pass\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given on a machine without CUDA")

@@ -47,3 +47,15 @@ def test_width_is_a_validated_model_key() -> None:
         load_model_config("s3_tiny", ["model.mask_encoder_width=0"])
     with pytest.raises(ConfigError, match="^model.mask_encoder_weights: ResNet-18 weights need model.mask_encoder_width=64"):
         load_model_config("s3_tiny", ["model.mask_encoder_weights=x.pth"])
+
+
+def test_the_stem_shares_the_image_part_of_conv1_between_objects() -> None:
+    # conv1 over [RGB, mask, others] per object, written out: the shared-RGB stem must equal it
+    torch.manual_seed(1)
+    encoder = MaskEncoder(16, 32, 8, width=16)
+    image, masks, others = torch.randn(2, 3, 48, 80), torch.rand(2, 3, 48, 80), torch.rand(2, 3, 48, 80)
+    per_object_image = image.unsqueeze(1).expand(-1, 3, -1, -1, -1)
+    stacked = torch.cat([per_object_image, masks[:, :, None], others[:, :, None]], dim=2)
+    with torch.no_grad():
+        expected = encoder.conv1(stacked.flatten(0, 1))
+        assert torch.allclose(encoder._stem(image, masks, others), expected, atol=1e-5)
