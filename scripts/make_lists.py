@@ -9,8 +9,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from s3.config import register_configs
 from s3.run.cli import run_job
 from s3.run.datasets import make_lists_from_config
+
+register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="make_lists", version_base="1.3")

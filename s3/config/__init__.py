@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig
 
+from s3.config.data import AugmentationConfig
 from s3.config.model import BackboneConfig, EncoderConfig, ModelConfig, QueryConfig
 from s3.config.stma import STMAConfig
 from s3.config.structured import to_dataclass
@@ -44,6 +45,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="model", name="stma_schema", node=STMAConfig)
+    cs.store(group="data/augmentation", name="cutie", node=AugmentationConfig)  # the schema's defaults
 
 
 # model.arch -> the schema of that architecture's model config (the code of each architecture is

@@ -42,8 +42,9 @@ def select_device(name: str, local_rank: int = 0, key: str = "device") -> torch.
 def _set_determinism(deterministic: bool, warn_only: bool) -> None:
     """``torch.use_deterministic_algorithms``, called only for a change: each call imports
     ``torch._dynamo`` (about 2.5 s on the 2-core machine) even when nothing changes."""
-    current = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    if (deterministic, warn_only and deterministic) != (current[0], current[1] and current[0]):
+    enabled = torch.are_deterministic_algorithms_enabled()
+    current = (enabled, enabled and torch.is_deterministic_algorithms_warn_only_enabled())
+    if (deterministic, deterministic and warn_only) != current:  # warn_only means nothing while off
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 

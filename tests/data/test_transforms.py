@@ -7,6 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
 from s3.config.data import AugmentationConfig
 from s3.data.paste import paste_clip
@@ -107,10 +110,6 @@ def torchvision_in_sequence(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference: torchvision's transforms one after the other on the whole frame (flip, rotation
     + shear, crop, resize), as Cutie's recipe reads."""
-    from torchvision import tv_tensors
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
-
     video, masks = tv_tensors.Video(frames), tv_tensors.Mask(labels)
     if draw.flip:
         video, masks = F.horizontal_flip(video), F.horizontal_flip(masks)
