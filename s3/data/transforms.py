@@ -10,9 +10,10 @@ object is redrawn.
 The geometry is applied in one resampling at the output size: for every output pixel the composed
 inverse map (crop and resize, then the inverse rotation + shear, then the flip) gives the source
 position it reads, and every frame of the clip, image and mask alike, reads the same positions
-(masks nearest-neighbour, images bilinear after an antialiased shrink to about the output's scale).
-Warping the whole frame first and cropping after, as torchvision's transforms in sequence do,
-gives the same geometry but costs several times more where the crop is much smaller than the frame.
+(masks nearest-neighbour, images bilinear after an antialiased shrink to about the output's scale),
+and only the window of the frame those positions touch is converted to float and shrunk. Warping the
+whole frame first and cropping after, as torchvision's transforms in sequence do, gives the same
+geometry but costs several times more where the crop is much smaller than the frame.
 """
 
 from __future__ import annotations
@@ -141,33 +142,17 @@ class ClipAugmentation:
 
     def warp_masks(self, labels: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
         """Apply the geometry to integer label maps (T, H, W): nearest-neighbour, 0 outside the frame."""
-        height, width = labels.shape[-2:]
-        positions = torch.floor(self.source_positions(draw, height, width) + 0.5).long()
-        xs, ys = positions.unbind(-1)
-        inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-        picked = labels[:, ys.clamp(0, height - 1), xs.clamp(0, width - 1)]
-        return torch.where(inside, picked, torch.zeros((), dtype=labels.dtype))
+        return resample_labels(labels, self.source_positions(draw, *labels.shape[-2:]))
 
     def warp_frames(self, frames: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
-        """Apply the geometry to float frames (T, 3, H, W): bilinear, the fill colour outside the frame.
+        """Apply the geometry to frames (T, 3, H, W), uint8 or float in [0, 1]: float32 out, bilinear,
+        the fill colour outside the frame (see ``resample_frames``)."""
+        positions = self.source_positions(draw, *frames.shape[-2:])
+        return resample_frames(frames, positions, self.output_shrink(draw), self.fill)
 
-        A crop larger than the output is first shrunk (antialiased) by the mean of its two scale
-        factors, so that the bilinear read does not alias."""
-        height, width = frames.shape[-2:]
-        positions = self.source_positions(draw, height, width)
-        grid = torch.stack(  # normalised, align_corners=False: independent of the shrunk size
-            [(positions[..., 0] + 0.5) * (2 / width) - 1, (positions[..., 1] + 0.5) * (2 / height) - 1], dim=-1
-        ).to(frames.dtype)
-        shrink = self.crop_size / math.sqrt(draw.crop[2] * draw.crop[3])
-        if shrink < 1:
-            size = (max(1, round(height * shrink)), max(1, round(width * shrink)))
-            frames = nnf.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
-        fill = torch.tensor(self.fill, dtype=frames.dtype).view(1, 3, 1, 1)
-        warped = nnf.grid_sample(
-            frames - fill, grid.expand(frames.shape[0], -1, -1, -1), mode="bilinear", padding_mode="zeros",
-            align_corners=False,
-        )
-        return warped + fill
+    def output_shrink(self, draw: GeometryDraw) -> float:
+        """Output pixels per source pixel of the draw's crop (the mean of its two scale factors)."""
+        return self.crop_size / math.sqrt(draw.crop[2] * draw.crop[3])
 
     def recolour(self, frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Colour jitter, random grayscale, second jitter (clip-wide unless configured per frame)."""
@@ -182,7 +167,7 @@ class ClipAugmentation:
     def __call__(
         self, frames: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
     ) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-        """Augment uint8 frames (T, 3, H, W) and int64 labels (T, H, W).
+        """Augment uint8 frames (T, 3, H, W) and integer labels (T, H, W).
 
         Returns float32 frames in [0, 1] and int64 labels, both ``crop_size`` square, or None when
         none of ``CROP_DRAWS`` geometry draws keeps an object in the first frame.
@@ -190,12 +175,55 @@ class ClipAugmentation:
         height, width = labels.shape[-2:]
         for _ in range(CROP_DRAWS):
             draw = self.sample_geometry(height, width, rng)
-            if self.warp_masks(labels[:1], draw).any():
+            positions = self.source_positions(draw, height, width)
+            if resample_labels(labels[:1], positions).any():
                 break
         else:
             return None
-        video = F.to_dtype(frames, torch.float32, scale=True)
-        video = self.warp_frames(video, draw)
+        video = resample_frames(frames, positions, self.output_shrink(draw), self.fill)
         if self.cfg.color:
             video = self.recolour(video, rng)
-        return video.clamp_(0.0, 1.0), self.warp_masks(labels, draw)
+        return video.clamp_(0.0, 1.0), resample_labels(labels, positions).long()
+
+
+def resample_labels(labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Label maps (T, H, W) read nearest-neighbour at ``positions`` (S, S, 2) (x, y): (T, S, S), 0 where a
+    position falls outside the frame."""
+    height, width = labels.shape[-2:]
+    xs, ys = torch.floor(positions + 0.5).long().unbind(-1)
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    picked = labels[:, ys.clamp(0, height - 1), xs.clamp(0, width - 1)]
+    return torch.where(inside, picked, torch.zeros((), dtype=labels.dtype))
+
+
+def resample_frames(frames: torch.Tensor, positions: torch.Tensor, shrink: float, fill: list[float]) -> torch.Tensor:
+    """Frames (T, 3, H, W), uint8 or float in [0, 1], read bilinearly at ``positions`` (S, S, 2) (x, y):
+    float32 (T, 3, S, S), ``fill`` (RGB in [0, 1]) outside the frame.
+
+    Only the window of the frame that the positions (plus the filters' reach) touch is converted and
+    resampled. Where ``shrink`` < 1 (a crop larger than the output) the window is first shrunk by it,
+    antialiased, so that the bilinear read does not alias.
+    """
+    height, width = frames.shape[-2:]
+    reach = 2 + (math.ceil(2 / shrink) if shrink < 1 else 0)  # source pixels a read or the shrink filter touches
+    x_min, y_min = positions.amin(dim=(0, 1)).tolist()
+    x_max, y_max = positions.amax(dim=(0, 1)).tolist()
+    left, right = max(0, math.floor(x_min) - reach), min(width, math.ceil(x_max) + reach + 1)
+    top, bottom = max(0, math.floor(y_min) - reach), min(height, math.ceil(y_max) + reach + 1)
+    fill_colour = torch.tensor(fill, dtype=torch.float32).view(1, 3, 1, 1)
+    if left >= right or top >= bottom:  # every position lies outside the frame
+        return fill_colour.expand(frames.shape[0], 3, *positions.shape[:2]).clone()
+    window = F.to_dtype(frames[..., top:bottom, left:right], torch.float32, scale=True)
+    window_h, window_w = bottom - top, right - left
+    grid = torch.stack(  # normalised to the window, align_corners=False: independent of the shrunk size
+        [(positions[..., 0] - left + 0.5) * (2 / window_w) - 1, (positions[..., 1] - top + 0.5) * (2 / window_h) - 1],
+        dim=-1,
+    ).to(torch.float32)
+    if shrink < 1:
+        size = (max(1, round(window_h * shrink)), max(1, round(window_w * shrink)))
+        window = nnf.interpolate(window, size=size, mode="bilinear", align_corners=False, antialias=True)
+    warped = nnf.grid_sample(
+        window - fill_colour, grid.expand(frames.shape[0], -1, -1, -1), mode="bilinear", padding_mode="zeros",
+        align_corners=False,
+    )
+    return warped + fill_colour

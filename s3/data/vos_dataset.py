@@ -38,8 +38,9 @@ MAX_RANDOM_RESTARTS = 100  # random (video, frame) restarts before declaring the
 
 
 def read_frames(video: VideoRecord, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 RGB frames (T, 3, H, W) and int64 labels (T, H, W) (void -> 0) of the given frames; a mask
-    whose size differs from its frame, or a frame whose size differs from the others, is an error."""
+    """uint8 RGB frames (T, 3, H, W) (a view of (T, H, W, 3) memory) and uint8 labels (T, H, W) (void -> 0)
+    of the given frames; a mask whose size differs from its frame, or a frame whose size differs from the
+    others, is an error."""
     images, labels = [], []
     for i in indices:
         image, mask = read_rgb(video.image_paths[i]), read_mask(video.mask_paths[i])
@@ -55,10 +56,10 @@ def read_frames(video: VideoRecord, indices: Sequence[int]) -> tuple[torch.Tenso
             )
         images.append(image)
         labels.append(mask)
-    frames = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    label_maps = torch.from_numpy(np.stack(labels).astype(np.int64))
+    frames = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)  # a view: the augmentation reads a window
+    label_maps = np.stack(labels)
     label_maps[label_maps == VOID_LABEL] = 0
-    return frames, label_maps
+    return frames, torch.from_numpy(label_maps)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as F
 
 from s3.config.data import AugmentationConfig
 from s3.data.paste import paste_clip
-from s3.data.transforms import ClipAugmentation, GeometryDraw, sample_crop
+from s3.data.transforms import ClipAugmentation, GeometryDraw, resample_frames, sample_crop
 
 # label -> RGB; the fill colour of warped-in pixels decodes to background, like the mask fill
 COLOURS = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255)}
@@ -148,6 +148,43 @@ def test_one_resampling_matches_torchvision_transforms_in_sequence() -> None:
     identity = GeometryDraw(flip=False, angle=0.0, shear=0.0, crop=(10, 20, 64, 64))  # 1:1 crop: exact copy
     assert torch.equal(augmentation.warp_masks(labels, identity), labels[:, 10:74, 20:84])
     assert torch.allclose(augmentation.warp_frames(frames, identity), frames[..., 10:74, 20:84], atol=1e-5)
+
+
+def whole_frame_read(frames: torch.Tensor, positions: torch.Tensor, shrink: float, fill: list[float]) -> torch.Tensor:
+    """The simple reference for ``resample_frames``: shrink and read the whole frame."""
+    height, width = frames.shape[-2:]
+    grid = torch.stack([(positions[..., 0] + 0.5) * (2 / width) - 1, (positions[..., 1] + 0.5) * (2 / height) - 1], -1)
+    if shrink < 1:
+        size = (round(height * shrink), round(width * shrink))
+        frames = torch.nn.functional.interpolate(frames, size=size, mode="bilinear", antialias=True)
+    colour = torch.tensor(fill).view(1, 3, 1, 1)
+    grid = grid.float().expand(frames.shape[0], -1, -1, -1)
+    return torch.nn.functional.grid_sample(frames - colour, grid, align_corners=False) + colour
+
+
+def test_reading_only_the_touched_window_matches_reading_the_whole_frame() -> None:
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.nn.functional.interpolate(torch.rand(4, 3, 12, 20, generator=generator), size=(150, 250),
+                                             mode="bicubic").clamp(0, 1)
+    as_bytes = (frames * 255).round().to(torch.uint8)
+    fill = [0.5, 0.4, 0.3]
+    augmentation = ClipAugmentation(geometry_only(crop_scale=[0.05, 1.0]), crop_size=48)
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # crops from 5% to the whole frame, rotated and sheared, some reaching outside
+        draw = augmentation.sample_geometry(150, 250, rng)
+        positions = augmentation.source_positions(draw, 150, 250)
+        shrink = augmentation.output_shrink(draw)
+        expected = whole_frame_read(frames, positions, shrink, fill)
+        out = resample_frames(frames, positions, shrink, fill)
+        if shrink >= 1:  # no shrink: the same bilinear weights, read from a smaller tensor
+            assert torch.allclose(out, expected, atol=1e-5)
+        else:  # the window's shrunk size rounds differently from the frame's: sub-pixel shifts only, and
+            # none at the window's edges (a window cut at the filters' reach differs there by up to 0.2)
+            assert (out - expected).abs().mean() < 0.004 and (out - expected).abs().max() < 0.04
+        from_bytes = resample_frames(as_bytes, positions, shrink, fill)  # uint8 in: converted like float in
+        assert torch.allclose(from_bytes, resample_frames(as_bytes.float() / 255, positions, shrink, fill), atol=1e-6)
+    outside = torch.full((8, 8, 2), -50.0)  # every position left of and above the frame: all fill
+    assert torch.equal(resample_frames(frames, outside, 1.0, fill), torch.tensor(fill).view(1, 3, 1, 1).expand(4, 3, 8, 8))
 
 
 def test_same_generator_state_gives_the_same_clip() -> None:
