@@ -20,7 +20,7 @@ from s3.config.runtime import check_device, check_precision, check_threads
 from s3.config.structured import reject_unknown_keys, to_dataclass
 from s3.config.validation import ConfigError, check_choice, check_positive
 
-LR_SCHEDULES = ("step", "constant")
+LR_SCHEDULES = ("step", "constant", "cosine")
 LOSS_KINDS = ("point", "bootstrap")
 
 
@@ -94,7 +94,8 @@ class OptimizerConfig:
     # every other Linear weight.
     decay_summary_to_query: bool = False
     adam_eps: Optional[float] = None  # None: 1e-6 when AMP is active, else 1e-8 (reference)
-    lr_schedule: str = "step"  # step (MultiStepLR) | constant
+    # step (MultiStepLR at lr_step_fractions) | constant | cosine (half a cosine from lr to 0 over the stage)
+    lr_schedule: str = "step"
     # step points as fractions of the stage's iterations (rounded): the reference's 100k, 115k of 125k;
     # the paper gives none
     lr_step_fractions: list[float] = field(default_factory=lambda: [0.8, 0.92])
@@ -116,8 +117,10 @@ class OptimizerConfig:
         if self.warmup_iterations < 0:
             raise ConfigError(f"{key}.warmup_iterations must be >= 0, got {self.warmup_iterations}")
         fractions = list(self.lr_step_fractions)
-        if self.lr_schedule == "constant" and fractions:
-            raise ConfigError(f"{key}.lr_step_fractions={fractions} must be empty for lr_schedule=constant")
+        if self.lr_schedule != "step" and fractions:
+            raise ConfigError(
+                f"{key}.lr_step_fractions={fractions} must be empty for lr_schedule={self.lr_schedule}"
+            )
         if fractions != sorted(set(fractions)) or any(not 0 < f < 1 for f in fractions):
             raise ConfigError(f"{key}.lr_step_fractions={fractions} must be strictly increasing and inside (0, 1)")
 

@@ -14,6 +14,8 @@ parameter in exactly one group, tested in this order:
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
@@ -81,15 +83,19 @@ def build_optimizer(network: nn.Module, cfg: OptimizerConfig, amp: bool) -> Adam
 def build_scheduler(optimizer: AdamW, cfg: OptimizerConfig, num_iterations: int) -> LRScheduler:
     """Per-iteration schedule of a stage of ``num_iterations``: ``step`` multiplies every group's lr
     by ``lr_gamma`` after ``round(num_iterations * f)`` iterations for each f of
-    ``lr_step_fractions``; ``constant`` keeps it (a step schedule without steps). With
-    ``warmup_iterations`` W > 0, iteration i also runs at ``min(1, (i + 1) / W)`` of that lr."""
+    ``lr_step_fractions``; ``constant`` keeps it (a step schedule without steps); ``cosine`` runs
+    iteration i at ``(1 + cos(pi i / num_iterations)) / 2`` of it. With ``warmup_iterations`` W > 0,
+    iteration i also runs at ``min(1, (i + 1) / W)`` of that lr."""
     milestones = cfg.milestones(num_iterations)
-    if cfg.warmup_iterations == 0:
+    if cfg.lr_schedule != "cosine" and cfg.warmup_iterations == 0:
         return MultiStepLR(optimizer, milestones=milestones, gamma=cfg.lr_gamma)
-    warmup, gamma = cfg.warmup_iterations, cfg.lr_gamma
+    warmup, gamma, cosine = max(1, cfg.warmup_iterations), cfg.lr_gamma, cfg.lr_schedule == "cosine"
 
     def factor(iteration: int) -> float:
-        steps_passed = sum(iteration >= m for m in milestones)
-        return min(1.0, (iteration + 1) / warmup) * gamma**steps_passed
+        if cosine:
+            decay = 0.5 * (1.0 + math.cos(math.pi * min(iteration, num_iterations) / num_iterations))
+        else:
+            decay = gamma ** sum(iteration >= m for m in milestones)
+        return min(1.0, (iteration + 1) / warmup) * decay
 
     return LambdaLR(optimizer, factor)

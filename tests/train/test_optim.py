@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -94,12 +95,21 @@ def test_warmup_ramps_linearly_then_follows_the_steps() -> None:
         OptimizerConfig(warmup_iterations=-1).validate("train.stages.0.optim")
 
 
+def test_cosine_schedule_falls_from_lr_to_zero_over_the_stage_after_its_warmup() -> None:
+    cosine = OptimizerConfig(lr=2.0, lr_schedule="cosine", lr_step_fractions=[])
+    expected = [1.0 + math.cos(math.pi * i / 8) for i in range(8)]  # 2 x (1 + cos) / 2
+    assert learning_rates(cosine, 8) == pytest.approx(expected)
+    warm = OptimizerConfig(lr=2.0, lr_schedule="cosine", lr_step_fractions=[], warmup_iterations=2)
+    assert learning_rates(warm, 8) == pytest.approx([0.5 * expected[0], *expected[1:]])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
         ({"lr_step_fractions": [0.9, 0.5]}, r"lr_step_fractions=\[0.9, 0.5\] must be strictly increasing"),
         ({"lr_schedule": "constant"}, r"lr_step_fractions=\[0.8, 0.92\] must be empty for lr_schedule=constant"),
-        ({"lr_schedule": "cosine"}, r"lr_schedule='cosine' is not one of"),
+        ({"lr_schedule": "cosine"}, r"lr_step_fractions=\[0.8, 0.92\] must be empty for lr_schedule=cosine"),
+        ({"lr_schedule": "poly", "lr_step_fractions": []}, r"lr_schedule='poly' is not one of"),
         ({"lr": 0}, r"train.stages.0.optim.lr must be > 0"),
     ],
 )
