@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from s3.config.data import AugmentationConfig
 from s3.config.model import BackboneConfig, EncoderConfig, ModelConfig, QueryConfig
 from s3.config.stma import STMAConfig
+from s3.config.train import TrainConfig
 from s3.config.structured import to_dataclass
 from s3.config.validation import ConfigError
 
@@ -46,6 +47,7 @@ def register_configs() -> None:
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="model", name="stma_schema", node=STMAConfig)
     cs.store(group="data/augmentation", name="cutie", node=AugmentationConfig)  # the schema's defaults
+    cs.store(name="train_schema", node=TrainConfig)
 
 
 # model.arch -> the schema of that architecture's model config (the code of each architecture is

@@ -128,6 +128,9 @@ def test_every_train_setting_is_a_key_of_the_train_config() -> None:
     keys = set(compose("train", []).train.keys())
     assert {f.name for f in dataclasses.fields(TrainConfig)} <= keys
     assert composed("train.compile=true")[0].compile
+    # the train node is typed by TrainConfig, so a stage's keys its recipe leaves out take plain overrides
+    stage = composed("recipe=quickstart", "train.stages.0.optim.warmup_iterations=20")[0].stages[0]
+    assert (stage.optim.warmup_iterations, stage.optim.lr) == (20, 1e-3)
 
 
 def main_stage_values(*overrides: str) -> tuple:
