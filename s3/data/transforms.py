@@ -140,16 +140,6 @@ class ClipAugmentation:
             xs = (width - 1) - xs
         return torch.stack([xs, ys], dim=-1)
 
-    def warp_masks(self, labels: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
-        """Apply the geometry to integer label maps (T, H, W): nearest-neighbour, 0 outside the frame."""
-        return resample_labels(labels, self.source_positions(draw, *labels.shape[-2:]))
-
-    def warp_frames(self, frames: torch.Tensor, draw: GeometryDraw) -> torch.Tensor:
-        """Apply the geometry to frames (T, 3, H, W), uint8 or float in [0, 1]: float32 out, bilinear,
-        the fill colour outside the frame (see ``resample_frames``)."""
-        positions = self.source_positions(draw, *frames.shape[-2:])
-        return resample_frames(frames, positions, self.output_shrink(draw), self.fill)
-
     def output_shrink(self, draw: GeometryDraw) -> float:
         """Output pixels per source pixel of the draw's crop (the mean of its two scale factors)."""
         return self.crop_size / math.sqrt(draw.crop[2] * draw.crop[3])

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from s3.config.inference import InferenceConfig
 from s3.config.validation import ConfigError
 from s3.inference.object_manager import ObjectManager
-from s3.model.aggregation import soft_aggregate, winning_channel
+from s3.model.aggregation import object_id_map, soft_aggregate, winning_channel
 from s3.model.padding import pad_to_multiple, unpad
 from s3.model.precision import autocast, autocast_dtype
 
@@ -51,8 +51,7 @@ class FramePrediction:
 
     def id_mask(self) -> Tensor:
         """Argmax as object ids: (H, W) int64, 0 = background."""
-        lookup = torch.tensor([0, *self.object_ids], dtype=torch.int64, device=self.probabilities.device)
-        return lookup[winning_channel(self.probabilities)]
+        return object_id_map(self.probabilities, self.object_ids)
 
     def probability_of(self, obj: int) -> Tensor:
         """(H, W) probability of object ``obj``."""

@@ -1,4 +1,5 @@
-"""Combining per-object probabilities: soft aggregation with a background channel, and "other objects" masks."""
+"""Combining per-object probabilities: soft aggregation with a background channel, the winning
+object per pixel, and "other objects" masks."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ def winning_channel(prob: Tensor) -> Tensor:
     dimension (12 ms against 1 ms for 4 x 240 x 432), so every probabilities-to-label step uses this.
     """
     return prob.max(dim=0).indices
+
+
+def object_id_map(prob: Tensor, object_ids: list[int]) -> Tensor:
+    """Probabilities (K+1, ...) with channel 0 the background and channel i+1 object ``object_ids[i]``
+    -> the winning object's id per pixel (...) int64, 0 = background."""
+    lookup = torch.tensor([0, *object_ids], dtype=torch.int64, device=prob.device)
+    return lookup[winning_channel(prob)]
 
 
 def others_mask(masks: Tensor) -> Tensor:

@@ -55,7 +55,7 @@ from s3.eval.report import write_report
 from s3.eval.submission import burst_segmentations, make_zip, write_burst_predictions, write_prediction
 from s3.eval.visualize import OverlayWriter
 from s3.inference.video import image_to_tensor
-from s3.model.aggregation import winning_channel
+from s3.model.aggregation import object_id_map
 from s3.model.weights import state_fingerprint
 from s3.run.architectures import build_model, make_processor
 from s3.run.runtime import process_runtime
@@ -255,8 +255,7 @@ def evaluate_video(
         if not video.saves(name):
             continue
         prob = _resize_probabilities(prediction.probabilities, video.output_size)
-        lookup = torch.tensor([0, *prediction.object_ids], dtype=torch.int64, device=prob.device)
-        id_mask = lookup[winning_channel(prob)].cpu().numpy()
+        id_mask = object_id_map(prob, prediction.object_ids).cpu().numpy()
         if video.burst_sequence is not None:
             burst_masks[name] = id_mask
         else:

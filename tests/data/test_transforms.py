@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as F
 
 from s3.config.data import AugmentationConfig
 from s3.data.paste import paste_clip
-from s3.data.transforms import ClipAugmentation, GeometryDraw, resample_frames, sample_crop
+from s3.data.transforms import ClipAugmentation, GeometryDraw, resample_frames, resample_labels, sample_crop
 
 # label -> RGB; the fill colour of warped-in pixels decodes to background, like the mask fill
 COLOURS = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255)}
@@ -42,6 +42,15 @@ def decode_colours(frames: torch.Tensor, tolerance: float = 3.0) -> tuple[torch.
     distance = (pixels.unsqueeze(-2) - references).abs().amax(dim=-1)  # (T, H, W, 5)
     nearest = distance.argmin(dim=-1)
     return reference_labels[nearest], distance.amin(dim=-1) <= tolerance
+
+
+def warp(
+    augmentation: ClipAugmentation, frames: torch.Tensor, labels: torch.Tensor, draw: GeometryDraw
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The geometry of ``draw`` alone, as ``ClipAugmentation.__call__`` applies it: (labels, frames)."""
+    positions = augmentation.source_positions(draw, *labels.shape[-2:])
+    return resample_labels(labels, positions), resample_frames(frames, positions, augmentation.output_shrink(draw),
+                                                               augmentation.fill)
 
 
 def geometry_only(**changes: object) -> AugmentationConfig:
@@ -136,8 +145,7 @@ def test_one_resampling_matches_torchvision_transforms_in_sequence() -> None:
     for _ in range(20):
         draw = augmentation.sample_geometry(120, 180, rng)
         ref_frames, ref_labels = torchvision_in_sequence(frames, labels, draw, cfg, 64)
-        out_labels = augmentation.warp_masks(labels, draw)
-        out_frames = augmentation.warp_frames(frames, draw)
+        out_labels, out_frames = warp(augmentation, frames, labels, draw)
         assert out_labels.shape == ref_labels.shape and out_frames.shape == ref_frames.shape
         assert (out_labels == ref_labels).float().mean() > 0.95
         ref_nearby = torch.nn.functional.max_pool2d(  # (T, 5, S, S): labels within the reference's 3x3
@@ -146,8 +154,9 @@ def test_one_resampling_matches_torchvision_transforms_in_sequence() -> None:
         assert ref_nearby.gather(1, out_labels[:, None]).mean() > 0.999  # disagreements are boundary ties
         assert (out_frames - ref_frames).abs().mean() < 0.01
     identity = GeometryDraw(flip=False, angle=0.0, shear=0.0, crop=(10, 20, 64, 64))  # 1:1 crop: exact copy
-    assert torch.equal(augmentation.warp_masks(labels, identity), labels[:, 10:74, 20:84])
-    assert torch.allclose(augmentation.warp_frames(frames, identity), frames[..., 10:74, 20:84], atol=1e-5)
+    identity_labels, identity_frames = warp(augmentation, frames, labels, identity)
+    assert torch.equal(identity_labels, labels[:, 10:74, 20:84])
+    assert torch.allclose(identity_frames, frames[..., 10:74, 20:84], atol=1e-5)
 
 
 def whole_frame_read(frames: torch.Tensor, positions: torch.Tensor, shrink: float, fill: list[float]) -> torch.Tensor:

@@ -89,7 +89,7 @@ class MaskEncoder(nn.Module):
 
     def _stem(self, image: Tensor, masks: Tensor, others: Tensor) -> Tensor:
         """``conv1`` of [RGB, mask, others] for every object: image (B, 3, H, W); masks, others
-        (B, n, H, W) -> (B*n, W, H/2, W/2). The convolution is linear and bias-free, so its RGB part
+        (B, n, H, W) -> (B*n, C, H/2, W/2). The convolution is linear and bias-free, so its RGB part
         is computed once per frame and shared by the frame's objects (the costliest conv of the
         encoder, 3/5 of it, is no longer repeated per object)."""
         b, n = masks.shape[:2]
